@@ -1,0 +1,3 @@
+from limner.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""GET /healthz: the database answers and the engine has its backends loaded."""
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from limner.engine.protocol import ImageEngine
+from limner.storage.db import Database
+
+router = APIRouter(tags=["health"])
+logger = logging.getLogger(__name__)
+
+
+@router.get("/healthz")
+def healthz(request: Request) -> JSONResponse:
+    database: Database = request.app.state.database
+    engine: ImageEngine = request.app.state.engine
+    try:
+        database_ok = database.ping()
+    except Exception:
+        logger.exception("health check: database unreachable")
+        database_ok = False
+    backends = [
+        {"name": info.name, "device": info.device, "dtype": info.dtype, "tasks": list(info.tasks)}
+        for info in engine.backends()
+    ]
+    healthy = database_ok and bool(backends)
+    return JSONResponse(
+        {
+            "status": "ok" if healthy else "unavailable",
+            "database": database_ok,
+            "backends": backends,
+        },
+        status_code=200 if healthy else 503,
+    )

@@ -1,0 +1,67 @@
+"""Images routes: parse the body, call ImageService, shape the JSON response."""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from limner.api import uploads
+from limner.api.deps import CurrentCaller, ImageServiceDep, SettingsDep, UrlBase
+from limner.errors import InvalidRequest
+from limner.images import schemas
+from limner.images.service import ImageResult
+
+router = APIRouter(prefix="/v1/images", tags=["images"])
+
+
+@router.post("/generations", response_model=schemas.ImagesResponse)
+async def create_image(
+    request: Request, caller: CurrentCaller, service: ImageServiceDep, url_base: UrlBase
+) -> JSONResponse:
+    body = await uploads.json_body(request)
+    return _respond(await service.generate(caller, body, url_base))
+
+
+@router.post("/edits", response_model=schemas.ImagesResponse)
+async def create_image_edit(
+    request: Request,
+    caller: CurrentCaller,
+    service: ImageServiceDep,
+    settings: SettingsDep,
+    url_base: UrlBase,
+) -> JSONResponse:
+    if uploads.is_multipart(request):
+        edit = await uploads.form_body(request, settings.max_upload_bytes)
+    else:
+        body = await uploads.json_body(request)
+        edit = await uploads.json_edit_body(body, settings.allowed_image_hosts)
+    if not edit.images:
+        raise InvalidRequest("Missing required parameter: 'image'.", "image")
+    result = await service.edit(
+        caller, edit.fields, edit.images, edit.mask, url_base, form=edit.form
+    )
+    return _respond(result)
+
+
+@router.post("/variations", response_model=schemas.ImagesResponse)
+async def create_image_variation(
+    request: Request,
+    caller: CurrentCaller,
+    service: ImageServiceDep,
+    settings: SettingsDep,
+    url_base: UrlBase,
+) -> JSONResponse:
+    if not uploads.is_multipart(request):
+        raise InvalidRequest("Image variations take a multipart/form-data body.")
+    edit = await uploads.form_body(request, settings.max_upload_bytes)
+    if not edit.images:
+        raise InvalidRequest("Missing required parameter: 'image'.", "image")
+    if len(edit.images) > 1 or edit.mask is not None:
+        raise InvalidRequest("Image variations take exactly one 'image' and no 'mask'.", "image")
+    return _respond(await service.vary(caller, edit.fields, edit.images[0], url_base))
+
+
+def _respond(result: ImageResult) -> JSONResponse:
+    # x-limner-seed lets a caller reproduce an image it did not choose a seed for.
+    return JSONResponse(
+        result.response.model_dump(mode="json", exclude_none=True),
+        headers={"x-limner-seed": str(result.request.seed)},
+    )

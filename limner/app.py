@@ -1,0 +1,88 @@
+"""create_app(settings, engine=None): the composition root that assembles every part."""
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from limner import __version__
+from limner.accounts.keys import KeyStore
+from limner.api import errors, files, health, images, models
+from limner.api.middleware import RequestIdMiddleware
+from limner.catalog import Catalog
+from limner.engine.protocol import ImageBackend, ImageEngine
+from limner.images.service import ImageService
+from limner.images.usage import count_text_tokens
+from limner.moderation.protocol import AllowAll
+from limner.settings import Settings
+from limner.storage.blobs import BlobStore
+from limner.storage.db import Database, make_engine, upgrade
+
+logger = logging.getLogger(__name__)
+
+
+class ConfigurationError(RuntimeError):
+    """The process cannot start as configured; the message says what to change."""
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    if settings.catalog is not None:
+        return Catalog.from_toml(settings.catalog)
+    if settings.model_path is not None:
+        return Catalog.single_backend(settings.model_path, settings.device, settings.dtype)
+    raise ConfigurationError(
+        "No model to serve: pass --model PATH (a diffusers pipeline directory) or "
+        "--catalog FILE (or set LIMNER_MODEL_PATH / LIMNER_CATALOG)."
+    )
+
+
+def build_engine(catalog: Catalog) -> ImageEngine:
+    # Weights come from local disk only; never let a library reach for a hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Imported here so that building an app with an injected engine never imports torch.
+    from limner.engine.diffusers_backend import DiffusersBackend
+    from limner.engine.local import LocalEngine
+
+    backends: dict[str, ImageBackend] = {}
+    for spec in catalog.backends():
+        if spec.kind != "diffusers":
+            raise ConfigurationError(f"backend {spec.name!r}: unknown kind {spec.kind!r}")
+        if not spec.path.is_dir():
+            raise ConfigurationError(f"backend {spec.name!r}: {spec.path} is not a directory")
+        logger.info("loading backend %s from %s", spec.name, spec.path)
+        backends[spec.name] = DiffusersBackend(spec.name, spec.path, spec.device, spec.dtype)
+    return LocalEngine(backends)
+
+
+def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI:
+    catalog = load_catalog(settings)
+    database = Database(make_engine(settings.resolved_database_url))
+    upgrade(database.engine)
+    keys = KeyStore(database)
+    if settings.admin_key and keys.bootstrap_admin(settings.admin_key):
+        logger.info("registered the bootstrap admin key from LIMNER_ADMIN_KEY")
+    engine = engine or build_engine(catalog)
+    blobs = BlobStore.open(settings.home, settings.image_url_ttl_seconds)
+    count_text_tokens("warm the tokenizer")  # loads the o200k ranks once, not on a request
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.close()
+        database.dispose()
+
+    app = FastAPI(title="Limner", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.catalog = catalog
+    app.state.database = database
+    app.state.keys = keys
+    app.state.engine = engine
+    app.state.blobs = blobs
+    app.state.image_service = ImageService(catalog, engine, AllowAll(), blobs)
+    for router in (images.router, models.router, files.router, health.router):
+        app.include_router(router)
+    errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    return app

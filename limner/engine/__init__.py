@@ -1,0 +1,1 @@
+"""torch and diffusers only: no HTTP, no accounts."""

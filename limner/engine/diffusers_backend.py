@@ -1,0 +1,227 @@
+"""DiffusersBackend: any diffusers pipeline directory on local disk as an ImageBackend.
+
+Text-to-image uses the loaded pipeline itself; edits use its image-to-image and inpainting twins,
+derived with `AutoPipelineFor*.from_pipe` so they share the loaded weights.
+"""
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, DiffusionPipeline
+from PIL import Image
+
+from limner.engine.devices import choose_device, choose_dtype, dtype_name
+from limner.engine.types import BackendInfo, RenderJob, StepCallback, StepInfo, Task
+from limner.errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+# Where AutoPipeline finds an edit twin for a text-to-image pipeline class.
+_AUTO_PIPELINES: dict[Task, Any] = {
+    "img2img": AutoPipelineForImage2Image,
+    "inpaint": AutoPipelineForInpainting,
+}
+# Stable Diffusion style pipelines reject sizes that are not a multiple of 8.
+_SIZE_MULTIPLE = 8
+
+
+class DiffusersBackend:
+    """One diffusers pipeline, loaded once, rendering one job at a time."""
+
+    def __init__(
+        self, name: str, path: str | Path, device: str = "auto", dtype: str = "auto"
+    ) -> None:
+        self.name = name
+        self.device = choose_device(device)
+        self.dtype = choose_dtype(self.device, dtype)
+
+        # `local_files_only`: a served model is a directory we ship or the operator placed;
+        # a server must never reach for the Hub at start.
+        # `torch_dtype`, not the newer `dtype`: releases before huggingface/diffusers#14205
+        # only know `torch_dtype`, and later ones still accept it (with a FutureWarning).
+        # The ignore: diffusers ships this classmethod without annotations.
+        pipe = DiffusionPipeline.from_pretrained(  # type: ignore[no-untyped-call]
+            path, torch_dtype=self.dtype, local_files_only=True
+        )
+        pipe.set_progress_bar_config(disable=True)
+        pipe.to(self.device)
+        # Kept pristine: every run steps a fresh copy, so no run sees another run's state
+        # (step index, begin index, multistep history).
+        self._scheduler = pipe.scheduler
+
+        # Edit twins are derived on first need; None records that the class has no twin.
+        self._pipelines: dict[Task, Any | None] = {"text2img": pipe}
+        self._derive_lock = threading.Lock()
+        # A pipeline keeps per-call state on itself (guidance scale, timestep count, the
+        # scheduler we swap in), so two calls on one backend must not overlap.
+        self._render_lock = threading.Lock()
+        logger.info(
+            "loaded %s from %s (%s) on %s as %s",
+            name,
+            path,
+            type(pipe).__name__,
+            self.device,
+            dtype_name(self.dtype),
+        )
+
+    def info(self) -> BackendInfo:
+        tasks: tuple[Task, ...] = ("text2img",)
+        tasks += tuple(task for task in _AUTO_PIPELINES if self._derived(task) is not None)
+        return BackendInfo(
+            name=self.name, device=str(self.device), dtype=dtype_name(self.dtype), tasks=tasks
+        )
+
+    def render(self, job: RenderJob, on_step: StepCallback) -> list[Image.Image]:
+        # 1. Pick the pipeline for the task and check the job carries what that task needs.
+        pipe = self._derived(job.task)
+        if pipe is None:
+            raise InvalidRequest(
+                f"The model behind backend '{self.name}' does not support '{job.task}'."
+            )
+        _check_job(job)
+        width, height = _render_size(job.width), _render_size(job.height)
+
+        # 2. One generator per image, seeded seed + i: image i is the same whichever n it was
+        #    rendered with, so a client can re-create one image of a batch alone.
+        generators = [
+            torch.Generator(self.device).manual_seed(job.seed + index) for index in range(job.n)
+        ]
+
+        # 3. Report progress after each denoising step; an exception from `on_step` (the
+        #    engine's cancellation) propagates out of the pipeline call and ends the run.
+        def on_step_end(
+            running: Any, step_index: int, _timestep: Any, callback_kwargs: dict[str, Any]
+        ) -> dict[str, Any]:
+            latents = callback_kwargs["latents"]
+            preview = _previewer(running, latents, (job.width, job.height))
+            # Edit pipelines run fewer steps than asked; `num_timesteps` is what they run.
+            total = getattr(running, "num_timesteps", kwargs["num_inference_steps"])
+            on_step(StepInfo(step=step_index + 1, total=total, preview=preview))
+            return callback_kwargs
+
+        # 4. Arguments common to every task; the optional ones only when the job sets them,
+        #    so the pipeline's own defaults apply otherwise.
+        kwargs: dict[str, Any] = {
+            "prompt": job.prompt,
+            "num_inference_steps": job.steps,
+            "num_images_per_prompt": job.n,
+            "generator": generators,
+            "output_type": "pil",
+            "callback_on_step_end": on_step_end,
+            "callback_on_step_end_tensor_inputs": ["latents"],
+        }
+        if job.guidance_scale is not None:
+            kwargs["guidance_scale"] = job.guidance_scale
+        if job.negative_prompt is not None:
+            kwargs["negative_prompt"] = job.negative_prompt
+
+        # 5. Task-specific inputs. Edit pipelines run only the last `strength` share of the
+        #    schedule, so the step count is raised until that share is at least one step.
+        if job.task == "text2img":
+            kwargs["width"], kwargs["height"] = width, height
+        else:
+            assert job.init_image is not None  # checked by _check_job
+            kwargs["num_inference_steps"] = _steps_for_strength(job.steps, job.strength)
+            kwargs["strength"] = job.strength
+            # img2img renders at the init image's size, so the size is set through the image.
+            kwargs["image"] = job.init_image.convert("RGB").resize((width, height))
+        if job.task == "inpaint":
+            assert job.mask is not None  # checked by _check_job
+            kwargs["mask_image"] = job.mask.convert("L").resize((width, height))
+            kwargs["width"], kwargs["height"] = width, height
+
+        # 6. Run on a fresh scheduler copy, one run at a time.
+        with self._render_lock, torch.inference_mode():
+            pipe.scheduler = self._scheduler.from_config(self._scheduler.config)
+            images: list[Image.Image] = pipe(**kwargs).images
+
+        # 7. Exactly the job's size, RGB, whatever the pipeline rounded to.
+        return [_fit(image, (job.width, job.height)) for image in images]
+
+    def _derived(self, task: Task) -> Any | None:
+        """The pipeline for `task`, deriving an edit twin on first use; None if there is none."""
+        with self._derive_lock:
+            if task not in self._pipelines:
+                self._pipelines[task] = self._derive(task)
+            return self._pipelines[task]
+
+    def _derive(self, task: Task) -> Any | None:
+        base = self._pipelines["text2img"]
+        try:
+            # from_pipe reuses the loaded modules (no copy, no reload, same device and dtype).
+            twin = _AUTO_PIPELINES[task].from_pipe(base)
+        except ValueError as error:
+            # AutoPipeline raises ValueError when no twin is mapped for the class, or when the
+            # twin needs a component the loaded pipeline lacks.
+            logger.info("%s: %s has no %s twin: %s", self.name, type(base).__name__, task, error)
+            return None
+        twin.set_progress_bar_config(disable=True)
+        return twin
+
+
+def _check_job(job: RenderJob) -> None:
+    """Invariants the resolved job already guarantees; a breach is a bug upstream."""
+    if job.n < 1:
+        raise ValueError(f"n must be at least 1, got {job.n}.")
+    if job.task != "text2img":
+        if job.init_image is None:
+            raise ValueError(f"A '{job.task}' job needs an init_image.")
+        if not 0.0 < job.strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {job.strength}.")
+    if job.task == "inpaint" and job.mask is None:
+        raise ValueError("An 'inpaint' job needs a mask.")
+
+
+def _render_size(pixels: int) -> int:
+    """The nearest size the pipeline accepts; the result is resized to the job's exact size."""
+    return max(_SIZE_MULTIPLE, round(pixels / _SIZE_MULTIPLE) * _SIZE_MULTIPLE)
+
+
+def _steps_for_strength(steps: int, strength: float) -> int:
+    """Steps such that `int(steps * strength)` (what edit pipelines denoise) is at least one."""
+    steps = max(steps, math.ceil(1 / strength))
+    # 1 / strength can round down in floating point (strength 1/161: 161 * strength < 1).
+    if int(steps * strength) < 1:
+        steps += 1
+    return steps
+
+
+def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    image = image.convert("RGB")
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    return image
+
+
+def _previewer(
+    pipe: Any, latents: torch.Tensor, size: tuple[int, int]
+) -> Callable[[], list[Image.Image]] | None:
+    """A function decoding `latents` with the pipeline's VAE, or None where that cannot work.
+
+    Only image latents (batch, channels, height, width) with the VAE's channel count decode;
+    packed or video latents get no preview rather than a wrong one.
+    """
+    vae = getattr(pipe, "vae", None)
+    image_processor = getattr(pipe, "image_processor", None)
+    if vae is None or image_processor is None:
+        return None
+    if latents.ndim != 4 or latents.shape[1] != vae.config.get("latent_channels"):
+        return None
+
+    def preview() -> list[Image.Image]:
+        # Its own inference_mode: a preview may be asked for outside the pipeline call.
+        with torch.inference_mode():
+            scaled = latents / vae.config.get("scaling_factor", 1.0)
+            shift = vae.config.get("shift_factor")
+            if shift is not None:
+                scaled = scaled + shift
+            decoded = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
+            images: list[Image.Image] = image_processor.postprocess(decoded, output_type="pil")
+        return [_fit(image, size) for image in images]
+
+    return preview

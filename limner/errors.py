@@ -1,0 +1,124 @@
+"""Errors carrying OpenAI's status, type and code; rendered once, in api/errors.py."""
+
+from typing import ClassVar
+
+
+class LimnerError(Exception):
+    """Base of every error a client may see. Plain data: no HTTP library involved."""
+
+    status: ClassVar[int] = 400
+    type: ClassVar[str] = "invalid_request_error"
+    code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+
+class InvalidRequest(LimnerError):
+    """A request that is wrong in a way no more specific code describes."""
+
+
+class InvalidValue(LimnerError):
+    code = "invalid_value"
+
+
+class InvalidType(LimnerError):
+    code = "invalid_type"
+
+
+class UnknownParameter(LimnerError):
+    code = "unknown_parameter"
+
+    def __init__(self, param: str) -> None:
+        super().__init__(f"Unknown parameter: '{param}'.", param)
+
+
+class MissingParameter(LimnerError):
+    code = "missing_required_parameter"
+
+    def __init__(self, param: str) -> None:
+        super().__init__(f"Missing required parameter: '{param}'.", param)
+
+
+class StringTooLong(LimnerError):
+    code = "string_above_max_length"
+
+
+class UnsupportedMimetype(LimnerError):
+    code = "unsupported_file_mimetype"
+
+
+class InvalidImageFile(LimnerError):
+    code = "invalid_image_file"
+
+
+class ImageTooLarge(LimnerError):
+    code = "image_too_large"
+
+
+class InvalidImageFormat(LimnerError):
+    """DALL·E's 'Uploaded image must be a PNG and less than 4 MB.' family of refusals."""
+
+    code = "invalid_image_format"
+
+
+class InvalidMaskImage(LimnerError):
+    type = "image_generation_user_error"
+    code = "invalid_mask_image_format"
+
+
+class InvalidImageUrl(LimnerError):
+    code = "invalid_image_url"
+
+
+class AuthenticationFailed(LimnerError):
+    status = 401
+    code = "invalid_api_key"
+
+
+class PermissionDenied(LimnerError):
+    status = 403
+
+
+class ModelNotFound(LimnerError):
+    status = 404
+    code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model `{model}` does not exist or you do not have access to it.")
+
+
+class NotFound(LimnerError):
+    status = 404
+    code = "not_found"
+
+
+class ServerError(LimnerError):
+    status = 500
+    type = "server_error"
+
+
+class Overloaded(LimnerError):
+    status = 503
+    type = "server_error"
+    code = "server_overloaded"
+
+
+class ModerationBlocked(LimnerError):
+    """GPT image family wording; DALL·E models answer with ContentPolicyViolation."""
+
+    type = "image_generation_user_error"
+    code = "moderation_blocked"
+
+
+class ContentPolicyViolation(LimnerError):
+    code = "content_policy_violation"

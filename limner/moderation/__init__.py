@@ -1,0 +1,1 @@
+"""Moderation seam: checks that may block a request before or after generation."""

@@ -1,0 +1,50 @@
+"""Process settings from the environment (LIMNER_*) and the CLI; refuses unsafe values."""
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a Limner process needs to know that is not a served-model catalog."""
+
+    model_config = SettingsConfigDict(env_prefix="LIMNER_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".limner")
+    database_url: str | None = None
+    admin_key: str | None = None
+    # A TOML catalog of served models; when None, `model_path` serves every OpenAI name.
+    catalog: Path | None = None
+    model_path: Path | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    # Hosts that JSON edits may fetch `image_url`s from. Empty: only data URLs are accepted,
+    # so the server cannot be used to reach internal addresses.
+    allowed_image_hosts: list[str] = Field(default_factory=list)
+    # Base of the URLs returned for response_format=url; None: taken from each request.
+    public_url: str | None = None
+    image_url_ttl_seconds: int = 3600
+    max_upload_bytes: int = 50 * 1024 * 1024
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_is_strong(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 20:
+            raise ValueError("LIMNER_ADMIN_KEY must be at least 20 characters")
+        return value
+
+    @field_validator("image_url_ttl_seconds")
+    @classmethod
+    def _ttl_positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("image_url_ttl_seconds must be positive")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'limner.db'}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"

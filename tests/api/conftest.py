@@ -1,0 +1,52 @@
+"""SDK clients against the session's live server, and input images made in memory."""
+
+import io
+from collections.abc import Iterator
+
+import openai
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.conftest import ADMIN_KEY, LiveServer
+
+
+@pytest.fixture()
+def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=live_server.api_url, api_key=ADMIN_KEY, max_retries=0) as sdk:
+        yield sdk
+
+
+@pytest.fixture()
+def async_client(live_server: LiveServer) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=live_server.api_url, api_key=ADMIN_KEY, max_retries=0)
+
+
+def png_bytes(size: tuple[int, int] = (64, 64), color: str = "navy", mode: str = "RGB") -> bytes:
+    image = Image.new(mode, size, color)
+    ImageDraw.Draw(image).ellipse(
+        (size[0] // 4, size[1] // 4, size[0] * 3 // 4, size[1] * 3 // 4), fill="orange"
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def mask_bytes(
+    size: tuple[int, int] = (64, 64), box: tuple[int, int, int, int] = (0, 0, 32, 64)
+) -> bytes:
+    """Opaque everywhere except `box`, which is fully transparent (the region to edit)."""
+    mask = Image.new("RGBA", size, (0, 0, 0, 255))
+    ImageDraw.Draw(mask).rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=(0, 0, 0, 0))
+    return encoded(mask)
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image

@@ -1,0 +1,137 @@
+"""Shared fixtures: a tiny real pipeline on disk, a catalog, a live `limner serve`, SDK clients."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.engine.tiny_pipeline import build_tiny_pipeline
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+ADMIN_KEY = "sk-limner-test-admin-key-0123456789"
+
+CATALOG = """
+[backends.tiny]
+path = "{tiny}"
+[backends.tiny.quality]
+low = {{ steps = 2, resolution = 32 }}
+medium = {{ steps = 3, resolution = 48 }}
+high = {{ steps = 4, resolution = 64 }}
+
+[backends.broken]
+path = "{broken}"
+
+[models.gpt-image-1]
+backend = "tiny"
+aliases = ["gpt-image-1-mini", "gpt-image-1.5", "dall-e-2", "dall-e-3", "tiny-custom"]
+
+[models.broken-model]
+backend = "broken"
+"""
+
+
+@pytest.fixture()
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "pipeline")
+
+
+@pytest.fixture(scope="session")
+def broken_pipeline_dir(tmp_path_factory: pytest.TempPathFactory, tiny_pipeline_dir: Path) -> Path:
+    """A pipeline that loads but fails on every render: its text encoder's width does not match
+    the UNet's cross-attention, so the failure happens inside the engine, mid-run."""
+    broken = tmp_path_factory.mktemp("broken") / "pipeline"
+    shutil.copytree(tiny_pipeline_dir, broken)
+    wide = build_tiny_pipeline(tmp_path_factory.mktemp("wide") / "pipeline", text_hidden_size=48)
+    shutil.rmtree(broken / "text_encoder")
+    shutil.copytree(wide / "text_encoder", broken / "text_encoder")
+    return broken
+
+
+@pytest.fixture(scope="session")
+def catalog_file(
+    tmp_path_factory: pytest.TempPathFactory, tiny_pipeline_dir: Path, broken_pipeline_dir: Path
+) -> Path:
+    path = tmp_path_factory.mktemp("catalog") / "catalog.toml"
+    path.write_text(CATALOG.format(tiny=tiny_pipeline_dir, broken=broken_pipeline_dir))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    home: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + "/v1"
+
+
+def start_server(home: Path, args: list[str], env: dict[str, str] | None = None) -> LiveServer:
+    port = free_port()
+    log = home / "server.log"
+    home.mkdir(parents=True, exist_ok=True)
+    process_env = {
+        **os.environ,
+        "LIMNER_HOME": str(home),
+        "LIMNER_ADMIN_KEY": ADMIN_KEY,
+        "HF_HUB_OFFLINE": "1",
+        **(env or {}),
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "limner", "serve", "--port", str(port), *args],
+            env=process_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", home, process, log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(server.base_url + "/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"server did not become healthy:\n{log.read_text()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory, catalog_file: Path
+) -> Iterator[LiveServer]:
+    server = start_server(tmp_path_factory.mktemp("home"), ["--catalog", str(catalog_file)])
+    yield server
+    stop_server(server)
