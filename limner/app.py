@@ -1,5 +1,6 @@
 """create_app(settings, engine=None): the composition root that assembles every part."""
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -56,6 +57,16 @@ def build_engine(catalog: Catalog) -> ImageEngine:
     return LocalEngine(backends)
 
 
+async def _purge_expired_images(blobs: BlobStore, every_seconds: float = 600) -> None:
+    """Image files are only reachable through URLs that expire; delete them once they have."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await asyncio.to_thread(blobs.purge_expired)
+        except OSError:
+            logger.exception("could not purge expired images")
+
+
 def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI:
     catalog = load_catalog(settings)
     database = Database(make_engine(settings.resolved_database_url))
@@ -65,11 +76,14 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
         logger.info("registered the bootstrap admin key from LIMNER_ADMIN_KEY")
     engine = engine or build_engine(catalog)
     blobs = BlobStore.open(settings.home, settings.image_url_ttl_seconds)
+    blobs.purge_expired()  # images whose URLs expired while the server was down
     count_text_tokens("warm the tokenizer")  # loads the o200k ranks once, not on a request
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        purger = asyncio.create_task(_purge_expired_images(blobs))
         yield
+        purger.cancel()
         await engine.close()
         database.dispose()
 

@@ -17,7 +17,13 @@ from limner.accounts.keys import Caller
 from limner.catalog import Catalog
 from limner.engine.protocol import ImageEngine
 from limner.engine.types import Rendered, RenderJob, Task
-from limner.errors import ContentPolicyViolation, LimnerError, ModerationBlocked, ServerError
+from limner.errors import (
+    ContentPolicyViolation,
+    InvalidValue,
+    LimnerError,
+    ModerationBlocked,
+    ServerError,
+)
 from limner.images import compose, inputs, outputs, schemas
 from limner.images.rules import Operation, ResolvedRequest, resolve
 from limner.images.usage import ImageUsage, count_usage
@@ -85,6 +91,12 @@ class ImageService:
     async def _run(
         self, caller: Caller, request: ResolvedRequest, source: EditSource, url_base: str
     ) -> ImageResult:
+        if request.stream:
+            raise InvalidValue(
+                "Streaming (stream=true) is not available on this server yet; send the request "
+                "without `stream` to receive the finished images.",
+                "stream",
+            )
         # 1. Moderation of what came in, before any compute is spent.
         self._enforce(request, self._moderator.check_prompt(request.prompt, request.moderation))
         if source.images:

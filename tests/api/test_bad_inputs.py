@@ -274,6 +274,22 @@ CASES = [
         json=gen(partial_images=4),
     ),
     Case(
+        "stream not yet served",
+        "/images/generations",
+        400,
+        "invalid_value",
+        "stream",
+        json=gen(stream=True),
+    ),
+    Case(
+        "stream on dall-e-2",
+        "/images/generations",
+        400,
+        "unknown_parameter",
+        "stream",
+        json=gen(model="dall-e-2", stream=True),
+    ),
+    Case(
         "dall-e-3 style",
         "/images/generations",
         400,
