@@ -5,6 +5,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -24,6 +25,11 @@ from limner.storage.db import Database, make_engine, upgrade
 logger = logging.getLogger(__name__)
 
 
+# limner-mini ships inside the package; it is what `limner serve` serves when told nothing else.
+DEFAULT_CATALOG = Path(__file__).parent / "catalog.default.toml"
+EMBEDDED_MODEL = Path(__file__).parent / "assets" / "limner-mini"
+
+
 class ConfigurationError(RuntimeError):
     """The process cannot start as configured; the message says what to change."""
 
@@ -33,6 +39,8 @@ def load_catalog(settings: Settings) -> Catalog:
         return Catalog.from_toml(settings.catalog)
     if settings.model_path is not None:
         return Catalog.single_backend(settings.model_path, settings.device, settings.dtype)
+    if EMBEDDED_MODEL.joinpath("model_index.json").is_file():
+        return Catalog.from_toml(DEFAULT_CATALOG)
     raise ConfigurationError(
         "No model to serve: pass --model PATH (a diffusers pipeline directory) or "
         "--catalog FILE (or set LIMNER_MODEL_PATH / LIMNER_CATALOG)."

@@ -51,10 +51,10 @@ def test_keys_create_list_revoke(live_server: LiveServer) -> None:
     assert limner(live_server.home, "keys", "revoke", key_id).returncode == 1
 
 
-def test_serve_without_a_model_says_what_to_do(tmp_path: Path) -> None:
-    result = limner(tmp_path, "serve", "--port", "0")
+def test_serve_with_a_missing_model_says_what_is_wrong(tmp_path: Path) -> None:
+    result = limner(tmp_path, "serve", "--port", "0", "--model", str(tmp_path / "nothing"))
     assert result.returncode == 2
-    assert "--model PATH" in result.stderr
+    assert "is not a directory" in result.stderr
 
 
 def test_db_upgrade(tmp_path: Path) -> None:

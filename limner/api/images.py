@@ -1,7 +1,6 @@
 """Images routes: parse the body, call ImageService, shape the JSON response."""
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request, Response
 
 from limner.api import uploads
 from limner.api.deps import CurrentCaller, ImageServiceDep, SettingsDep, UrlBase
@@ -15,7 +14,7 @@ router = APIRouter(prefix="/v1/images", tags=["images"])
 @router.post("/generations", response_model=schemas.ImagesResponse)
 async def create_image(
     request: Request, caller: CurrentCaller, service: ImageServiceDep, url_base: UrlBase
-) -> JSONResponse:
+) -> Response:
     body = await uploads.json_body(request)
     return _respond(await service.generate(caller, body, url_base))
 
@@ -27,7 +26,7 @@ async def create_image_edit(
     service: ImageServiceDep,
     settings: SettingsDep,
     url_base: UrlBase,
-) -> JSONResponse:
+) -> Response:
     if uploads.is_multipart(request):
         edit = await uploads.form_body(request, settings.max_upload_bytes)
     else:
@@ -48,7 +47,7 @@ async def create_image_variation(
     service: ImageServiceDep,
     settings: SettingsDep,
     url_base: UrlBase,
-) -> JSONResponse:
+) -> Response:
     if not uploads.is_multipart(request):
         raise InvalidRequest("Image variations take a multipart/form-data body.")
     edit = await uploads.form_body(request, settings.max_upload_bytes)
@@ -59,9 +58,13 @@ async def create_image_variation(
     return _respond(await service.vary(caller, edit.fields, edit.images[0], url_base))
 
 
-def _respond(result: ImageResult) -> JSONResponse:
+def _respond(result: ImageResult) -> Response:
+    # Serialized by pydantic in one pass: the same bytes JSONResponse would send, without first
+    # building a dict around megabytes of base64 and running json.dumps over it (~5 ms at
+    # 1024x1024, bench/overhead.py).
     # x-limner-seed lets a caller reproduce an image it did not choose a seed for.
-    return JSONResponse(
-        result.response.model_dump(mode="json", exclude_none=True),
+    return Response(
+        result.response.model_dump_json(exclude_none=True),
+        media_type="application/json",
         headers={"x-limner-seed": str(result.request.seed)},
     )
