@@ -47,12 +47,15 @@ def load_catalog(settings: Settings) -> Catalog:
     )
 
 
-def build_engine(catalog: Catalog) -> ImageEngine:
+def build_engine(catalog: Catalog, torch_threads: int | None = None) -> ImageEngine:
     # Weights come from local disk only; never let a library reach for a hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Imported here so that building an app with an injected engine never imports torch.
+    from limner.engine.devices import set_cpu_threads
     from limner.engine.diffusers_backend import DiffusersBackend
     from limner.engine.local import LocalEngine
+
+    set_cpu_threads(torch_threads)
 
     backends: dict[str, ImageBackend] = {}
     for spec in catalog.backends():
@@ -82,7 +85,7 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     keys = KeyStore(database)
     if settings.admin_key and keys.bootstrap_admin(settings.admin_key):
         logger.info("registered the bootstrap admin key from LIMNER_ADMIN_KEY")
-    engine = engine or build_engine(catalog)
+    engine = engine or build_engine(catalog, settings.torch_threads)
     blobs = BlobStore.open(settings.home, settings.image_url_ttl_seconds)
     blobs.purge_expired()  # images whose URLs expired while the server was down
     count_text_tokens("warm the tokenizer")  # loads the o200k ranks once, not on a request

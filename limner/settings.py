@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     model_path: Path | None = None
     device: str = "auto"
     dtype: str = "auto"
+    # Torch intra-op threads on the CPU; None keeps torch's default (one per core). Set it when
+    # other CPU-heavy processes share the machine: oversubscribed OpenMP threads spin and can
+    # slow a small model by an order of magnitude.
+    torch_threads: int | None = None
     # Hosts that JSON edits may fetch `image_url`s from. Empty: only data URLs are accepted,
     # so the server cannot be used to reach internal addresses.
     allowed_image_hosts: list[str] = Field(default_factory=list)
