@@ -1,9 +1,11 @@
 """DiffusersBackend: any diffusers pipeline directory on local disk as an ImageBackend.
 
 Text-to-image uses the loaded pipeline itself; edits use its image-to-image and inpainting twins,
-derived with `AutoPipelineFor*.from_pipe` so they share the loaded weights.
+derived with `AutoPipelineFor*.from_pipe` so they share the loaded weights. Limner's own pipeline
+classes (limner-mini) load through the same path and run their edits themselves.
 """
 
+import json
 import logging
 import math
 import threading
@@ -16,6 +18,7 @@ from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, Dif
 from PIL import Image
 
 from limner.engine.devices import choose_device, choose_dtype, dtype_name
+from limner.engine.mini import LimnerMiniPipeline
 from limner.engine.types import BackendInfo, RenderJob, StepCallback, StepInfo, Task
 from limner.errors import InvalidRequest
 
@@ -28,6 +31,9 @@ _AUTO_PIPELINES: dict[Task, Any] = {
 }
 # Stable Diffusion style pipelines reject sizes that are not a multiple of 8.
 _SIZE_MULTIPLE = 8
+# Pipeline classes diffusers does not know, by the `_class_name` their model_index.json names.
+# A class here may list in `edit_tasks` the tasks it runs itself from `image`/`mask_image`.
+_LIMNER_PIPELINES: dict[str, Any] = {"LimnerMiniPipeline": LimnerMiniPipeline}
 
 
 class DiffusersBackend:
@@ -45,7 +51,7 @@ class DiffusersBackend:
         # `torch_dtype`, not the newer `dtype`: releases before huggingface/diffusers#14205
         # only know `torch_dtype`, and later ones still accept it (with a FutureWarning).
         # The ignore: diffusers ships this classmethod without annotations.
-        pipe = DiffusionPipeline.from_pretrained(  # type: ignore[no-untyped-call]
+        pipe = _pipeline_class(Path(path)).from_pretrained(
             path, torch_dtype=self.dtype, local_files_only=True
         )
         pipe.set_progress_bar_config(disable=True)
@@ -152,6 +158,11 @@ class DiffusersBackend:
 
     def _derive(self, task: Task) -> Any | None:
         base = self._pipelines["text2img"]
+        if task in getattr(base, "edit_tasks", ()):
+            return base
+        if type(base).__name__ in _LIMNER_PIPELINES:
+            # AutoPipeline knows nothing of our classes; what they do not run, nothing does.
+            return None
         try:
             # from_pipe reuses the loaded modules (no copy, no reload, same device and dtype).
             twin = _AUTO_PIPELINES[task].from_pipe(base)
@@ -162,6 +173,13 @@ class DiffusersBackend:
             return None
         twin.set_progress_bar_config(disable=True)
         return twin
+
+
+def _pipeline_class(path: Path) -> Any:
+    """The class that loads `path`: ours when model_index.json names one, else diffusers'."""
+    index = path / "model_index.json"
+    name = json.loads(index.read_text()).get("_class_name") if index.is_file() else None
+    return _LIMNER_PIPELINES.get(name or "", DiffusionPipeline)
 
 
 def _check_job(job: RenderJob) -> None:
@@ -204,8 +222,16 @@ def _previewer(
     """A function decoding `latents` with the pipeline's VAE, or None where that cannot work.
 
     Only image latents (batch, channels, height, width) with the VAE's channel count decode;
-    packed or video latents get no preview rather than a wrong one.
+    packed or video latents get no preview rather than a wrong one. A pixel-space pipeline
+    (limner-mini) decodes its own latents with `decode_to_pil`.
     """
+    decode_to_pil = getattr(pipe, "decode_to_pil", None)
+    if decode_to_pil is not None:
+
+        def preview_pixels() -> list[Image.Image]:
+            return [_fit(image, size) for image in decode_to_pil(latents)]
+
+        return preview_pixels
     vae = getattr(pipe, "vae", None)
     image_processor = getattr(pipe, "image_processor", None)
     if vae is None or image_processor is None:

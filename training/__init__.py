@@ -1,0 +1,1 @@
+"""limner-mini training: synthetic scenes, the detector, adherence checks, the training script."""
