@@ -1,17 +1,20 @@
 """Shared fixtures: a tiny real pipeline on disk, a catalog, a live `limner serve`, SDK clients."""
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.engine.tiny_pipeline import build_tiny_pipeline
 
@@ -67,6 +70,27 @@ def catalog_file(
     path = tmp_path_factory.mktemp("catalog") / "catalog.toml"
     path.write_text(CATALOG.format(tiny=tiny_pipeline_dir, broken=broken_pipeline_dir))
     return path
+
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """A fresh schema on the shared `test` database; yields a URL whose search_path is it."""
+    schema = f"{prefix}_{secrets.token_hex(4)}"
+    _postgres_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        _postgres_sql(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _postgres_sql(statement: str) -> None:
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text(statement))
+    engine.dispose()
 
 
 def free_port() -> int:

@@ -246,10 +246,10 @@ def _finish(
     request: ResolvedRequest, source: EditSource, rendered: list[PILImage.Image]
 ) -> list[PILImage.Image]:
     finished = []
+    original = compose.init_image(source.images, has_mask=True) if source.mask else None
     for image in rendered:
         image = outputs.fit_to_size(image, request.width, request.height)
-        if source.mask is not None:
-            original = compose.init_image(source.images, has_mask=True)
+        if original is not None and source.mask is not None:
             image = outputs.composite_masked(original, image, source.mask)
         finished.append(outputs.apply_background(image, request.background))
     return finished

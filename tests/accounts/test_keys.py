@@ -1,42 +1,31 @@
 """API keys on SQLite and PostgreSQL: hashed at rest, shown once, revocable."""
 
-import secrets
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from limner.accounts.keys import KeyStore, hash_key
 from limner.errors import AuthenticationFailed
 from limner.storage.db import Database, make_engine, upgrade
 from limner.storage.tables import ApiKey
-
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _admin_sql(statement: str) -> None:
-    engine = create_engine(POSTGRES_URL)
-    with engine.begin() as connection:
-        connection.execute(text(statement))
-    engine.dispose()
+from tests.conftest import postgres_schema
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'keys.db'}")
-        schema = None
-    else:
-        # A schema per test keeps runs independent on the shared `test` database.
-        schema = "limner_test_" + secrets.token_hex(4)
-        _admin_sql(f"CREATE SCHEMA {schema}")
-        engine = make_engine(POSTGRES_URL + f"?options=-csearch_path%3D{schema}")
-    upgrade(engine)
-    yield Database(engine)
-    engine.dispose()
-    if schema:
-        _admin_sql(f"DROP SCHEMA {schema} CASCADE")
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'keys.db'}"
+        else:
+            # A schema per test keeps runs independent on the shared `test` database.
+            url = stack.enter_context(postgres_schema("limner_test"))
+        engine = make_engine(url)
+        upgrade(engine)
+        yield Database(engine)
+        engine.dispose()
 
 
 def test_key_lifecycle(database: Database) -> None:

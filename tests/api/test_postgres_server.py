@@ -1,40 +1,26 @@
 """The same server on PostgreSQL (LIMNER_DATABASE_URL), as a production deployment runs it."""
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
-from sqlalchemy import create_engine, text
 
-from tests.conftest import ADMIN_KEY, LiveServer, start_server, stop_server
-
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _admin_sql(statement: str) -> None:
-    engine = create_engine(POSTGRES_URL)
-    with engine.begin() as connection:
-        connection.execute(text(statement))
-    engine.dispose()
+from tests.conftest import ADMIN_KEY, LiveServer, postgres_schema, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
 def postgres_server(
     tmp_path_factory: pytest.TempPathFactory, catalog_file: Path
 ) -> Iterator[LiveServer]:
-    schema = "limner_srv_" + secrets.token_hex(4)
-    _admin_sql(f"CREATE SCHEMA {schema}")
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    server = start_server(
-        tmp_path_factory.mktemp("pg-home"),
-        ["--catalog", str(catalog_file)],
-        env={"LIMNER_DATABASE_URL": url},
-    )
-    yield server
-    stop_server(server)
-    _admin_sql(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema("limner_srv") as url:
+        server = start_server(
+            tmp_path_factory.mktemp("pg-home"),
+            ["--catalog", str(catalog_file)],
+            env={"LIMNER_DATABASE_URL": url},
+        )
+        yield server
+        stop_server(server)
 
 
 @pytest.mark.postgres
