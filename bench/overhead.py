@@ -114,19 +114,14 @@ def build_random_pipeline(path: Path) -> tuple[Path, str]:
     render takes about a second on one core of a small CPU, like a few-step distilled model.
     """
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     sys.path.insert(0, str(REPO))  # the tokenizer recipe lives with the tests
     from tests.engine.tiny_pipeline import (
         MAX_PROMPT_TOKENS,
         TEXT_VOCAB_SIZE,
-        build_tiny_tokenizer,
+        save_sd_pipeline,
     )
 
     torch.manual_seed(0)
@@ -160,24 +155,7 @@ def build_random_pipeline(path: Path) -> tuple[Path, str]:
             max_position_embeddings=MAX_PROMPT_TOKENS,
         )
     )
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=build_tiny_tokenizer(),
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(path, safe_serialization=True)
+    save_sd_pipeline(path, unet, vae, text_encoder)
 
     def millions(module: Any) -> str:
         return f"{sum(p.numel() for p in module.parameters()) / 1e6:.1f}M"

@@ -92,7 +92,7 @@ def build_tiny_pipeline(path: Path, text_hidden_size: int = 32) -> Path:
         sample_size=32,
     )
 
-    # 3. Text encoder and its tokenizer.
+    # 3. Text encoder (the tokenizer and noise scheduler are added by save_sd_pipeline).
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
@@ -108,10 +108,15 @@ def build_tiny_pipeline(path: Path, text_hidden_size: int = 32) -> Path:
             max_position_embeddings=MAX_PROMPT_TOKENS,
         )
     )
-    tokenizer = build_tiny_tokenizer()
+    return save_sd_pipeline(path, unet, vae, text_encoder)
 
-    # 4. Noise scheduler: SD 1.x's betas; `steps_offset=1` as SD's own config, so the pipeline
-    #    does not patch (and warn about) the config on every load.
+
+def save_sd_pipeline(
+    path: Path, unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel
+) -> Path:
+    """Assemble a Stable Diffusion pipeline around these models and save it like a real one."""
+    # Noise scheduler: SD 1.x's betas; `steps_offset=1` as SD's own config, so the pipeline
+    # does not patch (and warn about) the config on every load.
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -119,11 +124,10 @@ def build_tiny_pipeline(path: Path, text_hidden_size: int = 32) -> Path:
         steps_offset=1,
         timestep_spacing="leading",
     )
-
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
-        tokenizer=tokenizer,
+        tokenizer=build_tiny_tokenizer(),
         unet=unet,
         scheduler=scheduler,
         safety_checker=None,
