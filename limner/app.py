@@ -11,12 +11,14 @@ from fastapi import FastAPI
 
 from limner import __version__
 from limner.accounts.keys import KeyStore
-from limner.api import errors, files, health, images, models
+from limner.accounts.orgs import AdminKeys, Organizations, Projects
+from limner.api import admin, errors, files, health, images, models, operator
 from limner.api.middleware import RequestIdMiddleware
 from limner.catalog import Catalog
 from limner.engine.protocol import ImageBackend, ImageEngine
 from limner.images.service import ImageService
 from limner.images.usage import count_text_tokens
+from limner.metering.tiers import TierTable
 from limner.moderation.protocol import AllowAll
 from limner.settings import Settings
 from limner.storage.blobs import BlobStore
@@ -82,9 +84,11 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     catalog = load_catalog(settings)
     database = Database(make_engine(settings.resolved_database_url))
     upgrade(database.engine)
-    keys = KeyStore(database)
-    if settings.admin_key and keys.bootstrap_admin(settings.admin_key):
-        logger.info("registered the bootstrap admin key from LIMNER_ADMIN_KEY")
+    organizations = Organizations(
+        database, new_verified=settings.new_org_verified, new_tier=settings.new_org_tier
+    )
+    organizations.bootstrap(settings.admin_key, settings.api_key)
+    tiers = TierTable.load(settings.tiers)
     engine = engine or build_engine(catalog, settings.torch_threads)
     blobs = BlobStore.open(settings.home, settings.image_url_ttl_seconds)
     blobs.purge_expired()  # images whose URLs expired while the server was down
@@ -102,11 +106,16 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     app.state.settings = settings
     app.state.catalog = catalog
     app.state.database = database
-    app.state.keys = keys
+    app.state.keys = KeyStore(database)
+    app.state.organizations = organizations
+    app.state.projects = Projects(database)
+    app.state.admin_keys = AdminKeys(database)
+    app.state.tiers = tiers
     app.state.engine = engine
     app.state.blobs = blobs
-    app.state.image_service = ImageService(catalog, engine, AllowAll(), blobs)
-    for router in (images.router, models.router, files.router, health.router):
+    app.state.image_service = ImageService(catalog, engine, AllowAll(), blobs, tiers)
+    routers = (images.router, models.router, files.router, health.router, admin.router)
+    for router in (*routers, operator.router):
         app.include_router(router)
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)

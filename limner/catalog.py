@@ -34,6 +34,10 @@ QUALITIES: tuple[Quality, ...] = ("low", "medium", "high")
 # The model names of OpenAI's Images API; each has its own parameter rules (images/rules.py).
 OPENAI_MODEL_NAMES = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "dall-e-2", "dall-e-3")
 
+# OpenAI gates the GPT image family behind organization verification; a catalog may say otherwise
+# with a top-level `verification_required = [...]`.
+GPT_IMAGE_FAMILY = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2")
+
 # `created` values observed on api.openai.com's /v1/models; other names use the catalog's load time.
 _OPENAI_CREATED = {
     "gpt-image-1": 1745517030,
@@ -96,6 +100,7 @@ class ModelEntry:
     rules: str
     created: int
     owned_by: str
+    requires_verification: bool = False
 
 
 DEFAULT_TIERS: dict[Quality, QualityTier] = {
@@ -106,7 +111,12 @@ DEFAULT_TIERS: dict[Quality, QualityTier] = {
 
 
 class Catalog:
-    def __init__(self, models: list[ServedModel], created: int = 0) -> None:
+    def __init__(
+        self,
+        models: list[ServedModel],
+        created: int = 0,
+        verification_required: tuple[str, ...] = GPT_IMAGE_FAMILY,
+    ) -> None:
         self._entries: dict[str, ModelEntry] = {}
         for served in models:
             for name in (served.name, *served.aliases):
@@ -119,6 +129,7 @@ class Catalog:
                     rules=rules,
                     created=_OPENAI_CREATED.get(name, created),
                     owned_by="system" if name in OPENAI_MODEL_NAMES else served.owned_by,
+                    requires_verification=name in verification_required,
                 )
 
     def resolve(self, name: str) -> ModelEntry:
@@ -165,7 +176,10 @@ class Catalog:
         ]
         if not models:
             raise CatalogError(f"catalog {path} serves no models")
-        return cls(models, created=created)
+        gated = data.get("verification_required", list(GPT_IMAGE_FAMILY))
+        if not isinstance(gated, list) or not all(isinstance(name, str) for name in gated):
+            raise CatalogError(f"catalog {path}: verification_required must be a list of names")
+        return cls(models, created=created, verification_required=tuple(gated))
 
 
 def _parse_backend(name: str, spec: dict[str, Any], base: Path) -> BackendSpec:

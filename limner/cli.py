@@ -7,14 +7,20 @@ from typing import Annotated
 import typer
 
 from limner.accounts.keys import KeyStore
+from limner.accounts.orgs import OPERATOR_ORGANIZATION_ID, AdminKeys, Organizations, Projects
+from limner.errors import LimnerError
 from limner.settings import Settings
 from limner.storage.db import Database, make_engine, upgrade
 
 app = typer.Typer(help="Limner: a self-hosted OpenAI Images API.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+orgs_app = typer.Typer(help="Organizations: create, verify, set tiers.", no_args_is_help=True)
+projects_app = typer.Typer(help="Projects of an organization.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 models_app = typer.Typer(help="Served models.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(projects_app, name="projects")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 
@@ -30,10 +36,21 @@ def _settings(home: Path | None = None, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def _key_store(settings: Settings) -> KeyStore:
+OrgOption = Annotated[
+    str, typer.Option("--org", help="Organization id (default: the operator's own).")
+]
+
+
+def _database(settings: Settings) -> Database:
     database = Database(make_engine(settings.resolved_database_url))
     upgrade(database.engine)
-    return KeyStore(database)
+    Organizations(database).bootstrap(None, None)
+    return database
+
+
+def _fail(error: LimnerError) -> typer.Exit:
+    typer.echo(f"limner: {error.message}", err=True)
+    return typer.Exit(1)
 
 
 @app.command()
@@ -67,34 +84,158 @@ def serve(
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
-    admin: Annotated[bool, typer.Option(help="Make an admin key.")] = False,
+    admin: Annotated[bool, typer.Option(help="An admin key (admin endpoints only).")] = False,
+    organization: OrgOption = OPERATOR_ORGANIZATION_ID,
+    project: Annotated[
+        str | None, typer.Option(help="Project id (default: the organization's Default project).")
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Create an API key and print it once; only its hash is stored."""
-    store = _key_store(_settings(home))
-    record, key = store.create(name, is_admin=admin)
+    database = _database(_settings(home))
+    try:
+        if admin:
+            record, key = AdminKeys(database).create(organization, name)
+        else:
+            projects = Projects(database)
+            project = project or projects.default_project(organization).id
+            record, key = projects.create_key(organization, project, name)
+    except LimnerError as error:
+        raise _fail(error) from error
     typer.echo(key)
     typer.echo(f"created {record.id} ({record.name}); this key is not shown again", err=True)
 
 
 @keys_app.command("list")
-def keys_list(home: HomeOption = None) -> None:
-    """List keys, redacted."""
-    store = _key_store(_settings(home))
-    for record in store.list():
+def keys_list(
+    organization: Annotated[
+        str | None, typer.Option("--org", help="Only this organization's keys.")
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """List keys, redacted: id, key, kind, organization, project, state, name."""
+    for record in KeyStore(_database(_settings(home))).list_all(organization):
         state = "revoked" if record.revoked_at else "active"
-        role = "admin" if record.is_admin else "user"
-        typer.echo(f"{record.id}\t{record.redacted_value}\t{role}\t{state}\t{record.name}")
+        typer.echo(
+            f"{record.id}\t{record.redacted_value}\t{record.kind}\t{record.organization_id}\t"
+            f"{record.project_id or '-'}\t{state}\t{record.name}"
+        )
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, home: HomeOption = None) -> None:
     """Revoke a key by id; it fails on its next request."""
-    store = _key_store(_settings(home))
-    if not store.revoke(key_id):
+    if not KeyStore(_database(_settings(home))).revoke(key_id):
         typer.echo(f"no active key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
+
+
+@orgs_app.command("create")
+def orgs_create(
+    name: str,
+    verified: Annotated[
+        bool | None, typer.Option("--verified/--unverified", help="Default: the settings'.")
+    ] = None,
+    tier: Annotated[str | None, typer.Option(help="free or 1-5. Default: the settings'.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Create an organization with its Default project; prints its first admin key once."""
+    settings = _settings(home)
+    database = _database(settings)
+    organizations = Organizations(
+        database, new_verified=settings.new_org_verified, new_tier=settings.new_org_tier
+    )
+    try:
+        organization = organizations.create(name, verified=verified, tier=tier)
+    except LimnerError as error:
+        raise _fail(error) from error
+    _record, key = AdminKeys(database).create(organization.id, "first admin key")
+    typer.echo(key)
+    typer.echo(
+        f"created {organization.id} ({organization.name}, tier {organization.tier}, "
+        f"{'verified' if organization.verified_at else 'unverified'}); the admin key above is "
+        "not shown again",
+        err=True,
+    )
+
+
+@orgs_app.command("list")
+def orgs_list(home: HomeOption = None) -> None:
+    """id, tier, verification, name."""
+    for organization in Organizations(_database(_settings(home))).list():
+        state = "verified" if organization.verified_at else "unverified"
+        typer.echo(f"{organization.id}\ttier {organization.tier}\t{state}\t{organization.name}")
+
+
+@orgs_app.command("verify")
+def orgs_verify(
+    organization: str,
+    undo: Annotated[bool, typer.Option(help="Mark it unverified again.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Verify an organization; running servers see it on the next request."""
+    try:
+        Organizations(_database(_settings(home))).set_verified(organization, not undo)
+    except LimnerError as error:
+        raise _fail(error) from error
+    typer.echo(f"{organization} is {'unverified' if undo else 'verified'}")
+
+
+@orgs_app.command("set-tier")
+def orgs_set_tier(organization: str, tier: str, home: HomeOption = None) -> None:
+    """Move an organization to another usage tier (free, 1-5)."""
+    try:
+        updated = Organizations(_database(_settings(home))).set_tier(organization, tier)
+    except LimnerError as error:
+        raise _fail(error) from error
+    typer.echo(f"{organization} is at tier {updated.tier}")
+
+
+@projects_app.command("create")
+def projects_create(
+    name: str, organization: OrgOption = OPERATOR_ORGANIZATION_ID, home: HomeOption = None
+) -> None:
+    """Create a project; prints its id."""
+    try:
+        project = Projects(_database(_settings(home))).create(organization, name)
+    except LimnerError as error:
+        raise _fail(error) from error
+    typer.echo(project.id)
+
+
+@projects_app.command("list")
+def projects_list(
+    organization: OrgOption = OPERATOR_ORGANIZATION_ID,
+    archived: Annotated[bool, typer.Option(help="Include archived projects.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """id, status, name."""
+    projects = Projects(_database(_settings(home)))
+    after = None
+    while True:
+        try:
+            page = projects.list(organization, after=after, limit=100, include_archived=archived)
+        except LimnerError as error:
+            raise _fail(error) from error
+        for project in page.items:
+            status = "archived" if project.archived_at else "active"
+            typer.echo(f"{project.id}\t{status}\t{project.name}")
+        if not page.has_more:
+            break
+        after = page.items[-1].id
+
+
+@projects_app.command("archive")
+def projects_archive(
+    project: str, organization: OrgOption = OPERATOR_ORGANIZATION_ID, home: HomeOption = None
+) -> None:
+    """Archive a project: its keys stop working; it cannot be undone."""
+    try:
+        Projects(_database(_settings(home))).archive(organization, project)
+    except LimnerError as error:
+        raise _fail(error) from error
+    typer.echo(f"archived {project}")
 
 
 @db_app.command("upgrade")

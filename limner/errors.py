@@ -85,8 +85,46 @@ class AuthenticationFailed(LimnerError):
     code = "invalid_api_key"
 
 
+class MismatchedOrganization(LimnerError):
+    status = 401
+    code = "mismatched_organization"
+
+
+class MismatchedProject(LimnerError):
+    status = 401
+    code = "mismatched_project"
+
+
+class MissingScope(LimnerError):
+    """A key of the wrong kind: admin keys on model endpoints, project keys on admin ones."""
+
+    status = 401
+
+
 class PermissionDenied(LimnerError):
     status = 403
+
+
+class VerificationRequired(PermissionDenied):
+    """OpenAI's verification gate: 403 with a null code, before anything is generated."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"Your organization must be verified to use the model `{model}`. Ask the operator of "
+            "this server to verify your organization (`limner orgs verify`); it takes effect on "
+            "the next request."
+        )
+
+
+class BelowUsageTier(LimnerError):
+    code = "below_usage_tier"
+
+    def __init__(self, model: str, tier: str) -> None:
+        super().__init__(
+            f"Your organization must qualify for at least usage tier {tier} to access '{model}'. "
+            "Ask the operator of this server for a higher tier (`limner orgs set-tier`).",
+            "model",
+        )
 
 
 class ModelNotFound(LimnerError):
@@ -122,3 +160,38 @@ class ModerationBlocked(LimnerError):
 
 class ContentPolicyViolation(LimnerError):
     code = "content_policy_violation"
+
+
+class RateLimited(LimnerError):
+    """A per-minute window is spent; the SDK retries after `retry-after`."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class TokensRateLimited(RateLimited):
+    type = "tokens"
+
+
+class QuotaExceeded(LimnerError):
+    """A spend ceiling is reached: retrying never helps, so the SDK is told not to."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message, param, headers={"x-should-retry": "false"})
+
+
+class OrganizationSpendLimitExceeded(QuotaExceeded):
+    code = "organization_spend_limit_exceeded"
+
+
+class ProjectSpendLimitExceeded(QuotaExceeded):
+    code = "project_spend_limit_exceeded"
+
+
+class OrganizationUsageLimitExceeded(QuotaExceeded):
+    code = "organization_usage_limit_exceeded"

@@ -13,7 +13,18 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=lambda: Path.home() / ".limner")
     database_url: str | None = None
+    # The operator organization's first admin key (admin endpoints), and optionally a project
+    # key for its Default project (model endpoints), registered on start: a known key for
+    # containers and CI. Both are stored as hashes like any other key.
     admin_key: str | None = None
+    api_key: str | None = None
+    # Rate-limit windows shared by every process; None: each process counts on its own.
+    redis_url: str | None = None
+    # The usage-tier table (limits per model and tier); None: the packaged default.
+    tiers: Path | None = None
+    # What organizations created later start with (the operator's own starts verified, tier 5).
+    new_org_verified: bool = False
+    new_org_tier: str = "free"
     # A TOML catalog of served models; when None, `model_path` serves every OpenAI name.
     catalog: Path | None = None
     model_path: Path | None = None
@@ -31,11 +42,11 @@ class Settings(BaseSettings):
     image_url_ttl_seconds: int = 3600
     max_upload_bytes: int = 50 * 1024 * 1024
 
-    @field_validator("admin_key")
+    @field_validator("admin_key", "api_key")
     @classmethod
     def _admin_key_is_strong(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 20:
-            raise ValueError("LIMNER_ADMIN_KEY must be at least 20 characters")
+            raise ValueError("LIMNER_ADMIN_KEY and LIMNER_API_KEY must be at least 20 characters")
         return value
 
     @field_validator("image_url_ttl_seconds")

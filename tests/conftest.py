@@ -19,7 +19,9 @@ from sqlalchemy import create_engine, text
 from tests.engine.tiny_pipeline import build_tiny_pipeline
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-ADMIN_KEY = "sk-limner-test-admin-key-0123456789"
+ADMIN_KEY = "sk-admin-test-admin-key-0123456789"
+# A project key of the operator's Default project, registered through LIMNER_API_KEY.
+API_KEY = "sk-proj-test-project-key-0123456789"
 
 CATALOG = """
 [backends.tiny]
@@ -119,6 +121,7 @@ def start_server(home: Path, args: list[str], env: dict[str, str] | None = None)
         **os.environ,
         "LIMNER_HOME": str(home),
         "LIMNER_ADMIN_KEY": ADMIN_KEY,
+        "LIMNER_API_KEY": API_KEY,
         "HF_HUB_OFFLINE": "1",
         **(env or {}),
     }

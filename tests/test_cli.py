@@ -27,7 +27,7 @@ def test_keys_create_list_revoke(live_server: LiveServer) -> None:
     created = limner(live_server.home, "keys", "create", "--name", "cli-test")
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
-    assert key.startswith("sk-limner-")
+    assert key.startswith("sk-proj-")
     assert "not shown again" in created.stderr
 
     # The running server sees the new key at once: both share $LIMNER_HOME's database.

@@ -1,17 +1,33 @@
-"""API keys: created (shown once), stored as hashes, bearer authentication, bootstrap admin."""
+"""API keys: created (shown once), stored as hashes, bearer authentication → Caller.
+
+Three kinds, as OpenAI has them: admin keys (`sk-admin-…`, organization-wide, admin endpoints
+only), project keys (`sk-proj-…`) and service-account keys (`sk-svcacct-…`), which call the model
+endpoints for their project. Every lookup reads the organization's row in the same query, so a
+verification or tier change is seen by the very next request on every process.
+"""
 
 import hashlib
 import secrets
+import threading
 import time
 from dataclasses import dataclass
+from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from limner.errors import AuthenticationFailed
+from limner.errors import AuthenticationFailed, MismatchedOrganization, MismatchedProject
 from limner.storage.db import Database
-from limner.storage.tables import ApiKey
+from limner.storage.tables import ApiKey, Organization, Project, ServiceAccount
 
-KEY_PREFIX = "sk-limner-"
+KeyKind = Literal["admin", "project", "service_account"]
+PREFIXES: dict[KeyKind, str] = {
+    "admin": "sk-admin-",
+    "project": "sk-proj-",
+    "service_account": "sk-svcacct-",
+}
+# last_used_at is informational; writing it on every request would add a write per request.
+_LAST_USED_RESOLUTION = 60
 
 
 @dataclass(frozen=True)
@@ -19,18 +35,16 @@ class Caller:
     """Who is making a request: resolved once per request by the auth dependency."""
 
     key_id: str
-    name: str
-    is_admin: bool
+    kind: KeyKind
+    organization_id: str
+    project_id: str | None
+    verified: bool
+    tier: str
+    is_operator: bool
 
-
-@dataclass(frozen=True)
-class KeyRecord:
-    id: str
-    name: str
-    redacted_value: str
-    is_admin: bool
-    created_at: int
-    revoked_at: int | None
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == "admin"
 
 
 def hash_key(key: str) -> str:
@@ -39,41 +53,101 @@ def hash_key(key: str) -> str:
 
 
 def redact(key: str) -> str:
-    return f"{key[: len(KEY_PREFIX) + 2]}****{key[-4:]}"
+    """`sk-proj-ab...wxyz`: the prefix, two characters, three dots, the last four."""
+    prefix = next((p for p in PREFIXES.values() if key.startswith(p)), key[:3])
+    return f"{key[: len(prefix) + 2]}...{key[-4:]}"
+
+
+_last_id_millis = 0
+_id_lock = threading.Lock()
+
+
+def new_id(prefix: str) -> str:
+    """Ids that sort in creation order (lists page by them within one second): a millisecond
+    clock, kept strictly increasing in this process, then randomness."""
+    global _last_id_millis
+    with _id_lock:
+        _last_id_millis = max(_last_id_millis + 1, time.time_ns() // 1_000_000)
+        millis = _last_id_millis
+    return f"{prefix}{millis:012x}{secrets.token_hex(6)}"
+
+
+def insert_key(
+    session: Session,
+    *,
+    kind: KeyKind,
+    name: str,
+    organization_id: str,
+    project_id: str | None = None,
+    service_account_id: str | None = None,
+    expires_at: int | None = None,
+    secret: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Add a key in the caller's transaction; returns the row and the secret, never stored."""
+    secret = secret or PREFIXES[kind] + secrets.token_urlsafe(36)
+    row = ApiKey(
+        id=new_id("key_"),
+        name=name,
+        redacted_value=redact(secret),
+        key_hash=hash_key(secret),
+        kind=kind,
+        organization_id=organization_id,
+        project_id=project_id,
+        service_account_id=service_account_id,
+        created_at=int(time.time()),
+        expires_at=expires_at,
+    )
+    session.add(row)
+    return row, secret
 
 
 class KeyStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def create(self, name: str, *, is_admin: bool = False) -> tuple[KeyRecord, str]:
-        """Return the record and the plaintext key, which is never stored."""
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
-        return self._insert(key, name, is_admin), key
-
-    def bootstrap_admin(self, key: str) -> KeyRecord | None:
-        """Register $LIMNER_ADMIN_KEY on first start; idempotent on later starts."""
-        with self._database.transaction() as session:
-            found = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
-            if found is not None:
-                return None
-        return self._insert(key, "bootstrap admin", is_admin=True)
-
-    def authenticate(self, authorization: str | None) -> Caller:
+    def authenticate(
+        self,
+        authorization: str | None,
+        organization_header: str | None = None,
+        project_header: str | None = None,
+    ) -> Caller:
         key = _bearer(authorization)
+        now = int(time.time())
         with self._database.transaction() as session:
-            row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
-            if row is None or row.revoked_at is not None:
+            found = session.execute(
+                select(ApiKey, Organization, Project, ServiceAccount)
+                .join(Organization, Organization.id == ApiKey.organization_id)
+                .outerjoin(Project, Project.id == ApiKey.project_id)
+                .outerjoin(ServiceAccount, ServiceAccount.id == ApiKey.service_account_id)
+                .where(ApiKey.key_hash == hash_key(key))
+            ).first()
+            if found is None or not _usable(*found, now=now):
                 raise AuthenticationFailed(
                     f"Incorrect API key provided: {_redact_any(key)}. You can find your API key "
                     "with `limner keys list` or create one with `limner keys create`."
                 )
-            return Caller(key_id=row.id, name=row.name, is_admin=row.is_admin)
+            row, organization, _project, _account = found
+            if row.last_used_at is None or now - row.last_used_at >= _LAST_USED_RESOLUTION:
+                session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+            caller = Caller(
+                key_id=row.id,
+                kind=_kind(row.kind),
+                organization_id=organization.id,
+                project_id=row.project_id,
+                verified=organization.verified_at is not None,
+                tier=organization.tier,
+                is_operator=organization.is_operator,
+            )
+        _check_headers(caller, organization_header, project_header)
+        return caller
 
-    def list(self) -> list[KeyRecord]:
+    def list_all(self, organization_id: str | None = None) -> list[ApiKey]:
+        """Every key, revoked ones included, for the operator's CLI."""
+        query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+        if organization_id is not None:
+            query = query.where(ApiKey.organization_id == organization_id)
         with self._database.transaction() as session:
-            rows = session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
-            return [_record(row) for row in rows]
+            return list(session.scalars(query))
 
     def revoke(self, key_id: str) -> bool:
         with self._database.transaction() as session:
@@ -83,18 +157,38 @@ class KeyStore:
             row.revoked_at = int(time.time())
             return True
 
-    def _insert(self, key: str, name: str, is_admin: bool) -> KeyRecord:
-        row = ApiKey(
-            id="key_" + secrets.token_hex(12),
-            name=name,
-            redacted_value=redact(key),
-            key_hash=hash_key(key),
-            is_admin=is_admin,
-            created_at=int(time.time()),
+
+def _usable(
+    row: ApiKey,
+    _organization: Organization,
+    project: Project | None,
+    account: ServiceAccount | None,
+    *,
+    now: int,
+) -> bool:
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return False
+    if project is not None and project.archived_at is not None:
+        return False
+    return account is None or account.deleted_at is None
+
+
+def _kind(value: str) -> KeyKind:
+    if value not in PREFIXES:
+        raise ValueError(f"unknown key kind {value!r}")
+    return value
+
+
+def _check_headers(
+    caller: Caller, organization_header: str | None, project_header: str | None
+) -> None:
+    """OpenAI-Organization / OpenAI-Project, when sent, must name the key's own."""
+    if organization_header and organization_header != caller.organization_id:
+        raise MismatchedOrganization(
+            "OpenAI-Organization header should match organization for API key"
         )
-        with self._database.transaction() as session:
-            session.add(row)
-        return _record(row)
+    if project_header and caller.project_id and project_header != caller.project_id:
+        raise MismatchedProject("OpenAI-Project header should match project for API key")
 
 
 def _bearer(authorization: str | None) -> str:
@@ -113,14 +207,3 @@ def _bearer(authorization: str | None) -> str:
 
 def _redact_any(key: str) -> str:
     return f"{key[:3]}****{key[-4:]}" if len(key) > 8 else "****"
-
-
-def _record(row: ApiKey) -> KeyRecord:
-    return KeyRecord(
-        id=row.id,
-        name=row.name,
-        redacted_value=row.redacted_value,
-        is_admin=row.is_admin,
-        created_at=row.created_at,
-        revoked_at=row.revoked_at,
-    )

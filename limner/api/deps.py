@@ -5,14 +5,55 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from limner.accounts.keys import Caller, KeyStore
+from limner.errors import MissingScope, PermissionDenied
 from limner.images.service import ImageService
 from limner.settings import Settings
 
 
-def current_caller(request: Request) -> Caller:
-    # A plain `def`: FastAPI runs it in its thread pool, so the key lookup never blocks the loop.
+def _authenticate(request: Request) -> Caller:
     keys: KeyStore = request.app.state.keys
-    return keys.authenticate(request.headers.get("authorization"))
+    return keys.authenticate(
+        request.headers.get("authorization"),
+        request.headers.get("openai-organization"),
+        request.headers.get("openai-project"),
+    )
+
+
+# Plain `def`s: FastAPI runs them in its thread pool, so key lookups never block the loop.
+
+
+def current_caller(request: Request) -> Caller:
+    """A project or service-account key: the model endpoints."""
+    caller = _authenticate(request)
+    if caller.is_admin:
+        raise MissingScope(
+            "You have insufficient permissions for this operation. Missing scopes: "
+            "api.model.request. Admin API keys cannot be used for non-administration endpoints; "
+            "use a project API key."
+        )
+    return caller
+
+
+def admin_caller(request: Request) -> Caller:
+    """An admin key: the /v1/organization endpoints."""
+    caller = _authenticate(request)
+    if not caller.is_admin:
+        raise MissingScope(
+            "You have insufficient permissions for this operation. Missing scopes: "
+            "api.management.read, api.management.write. The organization endpoints need an "
+            "admin API key (sk-admin-...)."
+        )
+    return caller
+
+
+def operator_caller(request: Request) -> Caller:
+    """An admin key of the operator's own organization: the /v1/limner extension."""
+    caller = admin_caller(request)
+    if not caller.is_operator:
+        raise PermissionDenied(
+            "Only admin keys of the operator's organization may manage organizations."
+        )
+    return caller
 
 
 def image_service(request: Request) -> ImageService:
@@ -32,6 +73,8 @@ def url_base(request: Request) -> str:
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
+AdminCaller = Annotated[Caller, Depends(admin_caller)]
+OperatorCaller = Annotated[Caller, Depends(operator_caller)]
 ImageServiceDep = Annotated[ImageService, Depends(image_service)]
 SettingsDep = Annotated[Settings, Depends(settings)]
 UrlBase = Annotated[str, Depends(url_base)]

@@ -1,10 +1,16 @@
-"""Models routes: the served names from the catalog, in OpenAI's Model shape."""
+"""Models routes: the served names from the catalog, in OpenAI's Model shape.
+
+Unlike api.openai.com, the list holds exactly the models the calling key may use right now
+(verification and tier included), and a model it may not use is not found."""
 
 from fastapi import APIRouter, Request
 
 from limner.api.deps import CurrentCaller
 from limner.catalog import Catalog, ModelEntry
+from limner.errors import ModelNotFound
 from limner.images import schemas
+from limner.images.access import may_use
+from limner.metering.tiers import TierTable
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -14,12 +20,17 @@ def _model(entry: ModelEntry) -> schemas.Model:
 
 
 @router.get("", response_model=schemas.ListModelsResponse)
-def list_models(request: Request, _caller: CurrentCaller) -> schemas.ListModelsResponse:
+def list_models(request: Request, caller: CurrentCaller) -> schemas.ListModelsResponse:
     catalog: Catalog = request.app.state.catalog
-    return schemas.ListModelsResponse(data=[_model(entry) for entry in catalog.entries()])
+    tiers: TierTable = request.app.state.tiers
+    usable = [entry for entry in catalog.entries() if may_use(caller, entry, tiers)]
+    return schemas.ListModelsResponse(data=[_model(entry) for entry in usable])
 
 
 @router.get("/{model}", response_model=schemas.Model)
-def retrieve_model(model: str, request: Request, _caller: CurrentCaller) -> schemas.Model:
+def retrieve_model(model: str, request: Request, caller: CurrentCaller) -> schemas.Model:
     catalog: Catalog = request.app.state.catalog
-    return _model(catalog.resolve(model))
+    entry = catalog.resolve(model)
+    if not may_use(caller, entry, request.app.state.tiers):
+        raise ModelNotFound(model)
+    return _model(entry)

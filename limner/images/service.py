@@ -25,8 +25,10 @@ from limner.errors import (
     ServerError,
 )
 from limner.images import compose, inputs, outputs, schemas
+from limner.images.access import check_model_access
 from limner.images.rules import Operation, ResolvedRequest, resolve
 from limner.images.usage import ImageUsage, count_usage
+from limner.metering.tiers import TierTable
 from limner.moderation.protocol import Moderator, Verdict
 from limner.storage.blobs import BlobStore
 
@@ -57,14 +59,17 @@ class ImageService:
         engine: ImageEngine,
         moderator: Moderator,
         blobs: BlobStore,
+        tiers: TierTable,
     ) -> None:
         self._catalog = catalog
         self._engine = engine
         self._moderator = moderator
         self._blobs = blobs
+        self._tiers = tiers
 
     async def generate(self, caller: Caller, body: Mapping[str, Any], url_base: str) -> ImageResult:
         request = resolve("generation", body, self._catalog)
+        self._check_access(caller, request)
         return await self._run(caller, request, EditSource([], None), url_base)
 
     async def edit(
@@ -78,6 +83,7 @@ class ImageService:
         form: bool,
     ) -> ImageResult:
         request = resolve("edit", body, self._catalog, form=form)
+        self._check_access(caller, request)
         source = await asyncio.to_thread(_decode_edit_source, request, images, mask)
         return await self._run(caller, request, source, url_base)
 
@@ -85,8 +91,13 @@ class ImageService:
         self, caller: Caller, body: Mapping[str, Any], image: inputs.Upload, url_base: str
     ) -> ImageResult:
         request = resolve("variation", body, self._catalog, form=True)
+        self._check_access(caller, request)
         source = await asyncio.to_thread(_decode_edit_source, request, [image], None)
         return await self._run(caller, request, source, url_base)
+
+    def _check_access(self, caller: Caller, request: ResolvedRequest) -> None:
+        """Before any input is decoded or compute spent: verification, then tier."""
+        check_model_access(caller, self._catalog.resolve(request.model), self._tiers)
 
     async def _run(
         self, caller: Caller, request: ResolvedRequest, source: EditSource, url_base: str

@@ -1,6 +1,11 @@
-"""SQLAlchemy mapped classes for every table; one metadata for Alembic."""
+"""SQLAlchemy mapped classes for every table; one metadata for Alembic.
 
-from sqlalchemy import BigInteger, Boolean, String
+Times are Unix seconds (BigInteger), as the OpenAI objects carry them. Money is integer
+nano-dollars: prices such as $2.50 per million tokens are whole nano-dollars per token, so every
+sum is exact.
+"""
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -8,8 +13,49 @@ class Base(DeclarativeBase):
     pass
 
 
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # The operator's own organization: the bootstrap admin key's, verified at the top tier.
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    tier: Mapped[str] = mapped_column(String(10), default="free")
+    # Monthly hard spend limit in US cents; None: no limit.
+    spend_limit_cents: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    external_key_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    spend_limit_cents: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    archived_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ServiceAccount(Base):
+    __tablename__ = "service_accounts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(10), default="member")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
 class ApiKey(Base):
-    """A bearer key. Only its SHA-256 is stored; the key itself is shown once, at creation."""
+    """A bearer key. Only its SHA-256 is stored; the key itself is shown once, at creation.
+
+    `kind` is admin (organization-wide, admin endpoints only), project or service_account
+    (model endpoints, for their project)."""
 
     __tablename__ = "api_keys"
 
@@ -17,6 +63,66 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     redacted_value: Mapped[str] = mapped_column(String(40))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    kind: Mapped[str] = mapped_column(String(20), default="project")
+    organization_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organizations.id"), nullable=True, index=True
+    )
+    project_id: Mapped[str | None] = mapped_column(
+        ForeignKey("projects.id"), nullable=True, index=True
+    )
+    service_account_id: Mapped[str | None] = mapped_column(
+        ForeignKey("service_accounts.id"), nullable=True
+    )
     created_at: Mapped[int] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ProjectRateLimit(Base):
+    """A project's own per-model limits; None inherits the organization's (its tier's) value."""
+
+    __tablename__ = "project_rate_limits"
+    __table_args__ = (UniqueConstraint("project_id", "model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    model: Mapped[str] = mapped_column(String(100))
+    max_requests_per_1_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_tokens_per_1_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_images_per_1_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class UsageRecord(Base):
+    """One delivered request: written once, in the transaction that marks it delivered."""
+
+    __tablename__ = "usage_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    organization_id: Mapped[str] = mapped_column(String(40), index=True)
+    project_id: Mapped[str] = mapped_column(String(40))
+    api_key_id: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(30))  # image.generation | image.edit | ...
+    size: Mapped[str] = mapped_column(String(20))
+    quality: Mapped[str] = mapped_column(String(20))
+    images: Mapped[int] = mapped_column(Integer)
+    text_input_tokens: Mapped[int] = mapped_column(BigInteger)
+    image_input_tokens: Mapped[int] = mapped_column(BigInteger)
+    image_output_tokens: Mapped[int] = mapped_column(BigInteger)
+    # Cost per line item in nano-dollars, priced when the request was delivered.
+    text_input_cost: Mapped[int] = mapped_column(BigInteger)
+    image_input_cost: Mapped[int] = mapped_column(BigInteger)
+    image_output_cost: Mapped[int] = mapped_column(BigInteger)
+
+
+class PlatformDocument(Base):
+    """Operator-set tables (prices, tiers) as JSON; absent rows fall back to packaged defaults."""
+
+    __tablename__ = "platform_documents"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[int] = mapped_column(BigInteger)

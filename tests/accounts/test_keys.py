@@ -1,65 +1,113 @@
-"""API keys on SQLite and PostgreSQL: hashed at rest, shown once, revocable."""
+"""API keys on SQLite and PostgreSQL: hashed at rest, shown once, kinds, revocable, expiring."""
 
-from collections.abc import Iterator
-from contextlib import ExitStack
-from pathlib import Path
+import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from limner.accounts.keys import KeyStore, hash_key
-from limner.errors import AuthenticationFailed
-from limner.storage.db import Database, make_engine, upgrade
+from limner.accounts.orgs import (
+    OPERATOR_ORGANIZATION_ID,
+    OPERATOR_PROJECT_ID,
+    AdminKeys,
+    Organizations,
+    Projects,
+)
+from limner.errors import AuthenticationFailed, MismatchedOrganization, MismatchedProject
+from limner.storage.db import Database, upgrade
 from limner.storage.tables import ApiKey
-from tests.conftest import postgres_schema
+
+ADMIN = "sk-admin-bootstrap-" + "x" * 30
+PROJECT = "sk-proj-bootstrap-" + "y" * 30
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'keys.db'}"
-        else:
-            # A schema per test keeps runs independent on the shared `test` database.
-            url = stack.enter_context(postgres_schema("limner_test"))
-        engine = make_engine(url)
-        upgrade(engine)
-        yield Database(engine)
-        engine.dispose()
-
-
-def test_key_lifecycle(database: Database) -> None:
+def test_project_key_lifecycle(database: Database) -> None:
+    Organizations(database).bootstrap(None, None)
+    record, key = Projects(database).create_key(OPERATOR_ORGANIZATION_ID, OPERATOR_PROJECT_ID, "ci")
+    assert key.startswith("sk-proj-") and len(key) > 50
+    assert record.redacted_value == f"{key[:10]}...{key[-4:]}"
     store = KeyStore(database)
-    record, key = store.create("ci", is_admin=False)
-    assert key.startswith("sk-limner-") and len(key) > 40
     caller = store.authenticate(f"Bearer {key}")
-    assert caller.key_id == record.id and not caller.is_admin
+    assert (caller.key_id, caller.kind, caller.project_id) == (
+        record.id,
+        "project",
+        OPERATOR_PROJECT_ID,
+    )
+    assert caller.verified and caller.tier == "5" and caller.is_operator
     with database.transaction() as session:
         row = session.scalar(select(ApiKey).where(ApiKey.id == record.id))
-        assert row is not None
-        assert row.key_hash == hash_key(key)
+        assert row is not None and row.key_hash == hash_key(key)
+        assert row.last_used_at is not None
         assert key not in (row.key_hash, row.redacted_value, row.name)
-    assert [listed.redacted_value for listed in store.list()] == [record.redacted_value]
     assert store.revoke(record.id)
     assert not store.revoke(record.id)
     with pytest.raises(AuthenticationFailed):
         store.authenticate(f"Bearer {key}")
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer ", "Basic abc", "Bearer sk-limner-unknown"])
+@pytest.mark.parametrize("header", [None, "", "Bearer ", "Basic abc", "Bearer sk-proj-unknown"])
 def test_bad_credentials(database: Database, header: str | None) -> None:
     with pytest.raises(AuthenticationFailed) as caught:
         KeyStore(database).authenticate(header)
     assert caught.value.status == 401
 
 
-def test_bootstrap_admin_is_idempotent(database: Database) -> None:
+def test_bootstrap_is_idempotent_and_adopts_old_keys(database: Database) -> None:
+    # A key made before organizations existed (migration 0001's table, no owner).
+    with database.transaction() as session:
+        session.add(
+            ApiKey(
+                id="key_old",
+                name="old",
+                redacted_value="sk-limner-ab****cdef",
+                key_hash=hash_key("sk-limner-old"),
+                kind="project",
+                created_at=1,
+            )
+        )
+    organizations = Organizations(database)
+    organizations.bootstrap(ADMIN, PROJECT)
+    organizations.bootstrap(ADMIN, PROJECT)
     store = KeyStore(database)
-    admin = "sk-limner-bootstrap-" + "x" * 30
-    assert store.bootstrap_admin(admin) is not None
-    assert store.bootstrap_admin(admin) is None
+    assert store.authenticate(f"Bearer {ADMIN}").is_admin
+    assert store.authenticate(f"Bearer {PROJECT}").project_id == OPERATOR_PROJECT_ID
+    old = store.authenticate("Bearer sk-limner-old")
+    assert (old.organization_id, old.project_id) == (OPERATOR_ORGANIZATION_ID, OPERATOR_PROJECT_ID)
+    assert len(store.list_all()) == 3
+    assert [o.id for o in organizations.list()] == [OPERATOR_ORGANIZATION_ID]
+
+
+def test_expired_admin_key_and_archived_project_fail(database: Database) -> None:
+    Organizations(database).bootstrap(None, None)
+    _record, admin = AdminKeys(database).create(OPERATOR_ORGANIZATION_ID, "short", 60)
+    store = KeyStore(database)
     assert store.authenticate(f"Bearer {admin}").is_admin
-    assert len(store.list()) == 1
+    with database.transaction() as session:
+        session.execute(update(ApiKey).values(expires_at=int(time.time()) - 1))
+    with pytest.raises(AuthenticationFailed):
+        store.authenticate(f"Bearer {admin}")
+
+    projects = Projects(database)
+    project = projects.create(OPERATOR_ORGANIZATION_ID, "temp")
+    _key, secret = projects.create_key(OPERATOR_ORGANIZATION_ID, project.id, "k")
+    assert store.authenticate(f"Bearer {secret}").project_id == project.id
+    projects.archive(OPERATOR_ORGANIZATION_ID, project.id)
+    with pytest.raises(AuthenticationFailed):
+        store.authenticate(f"Bearer {secret}")
+
+
+def test_organization_and_project_headers_must_match(database: Database) -> None:
+    Organizations(database).bootstrap(None, PROJECT)
+    store = KeyStore(database)
+    bearer = f"Bearer {PROJECT}"
+    assert (
+        store.authenticate(bearer, OPERATOR_ORGANIZATION_ID, OPERATOR_PROJECT_ID).kind == "project"
+    )
+    with pytest.raises(MismatchedOrganization) as caught:
+        store.authenticate(bearer, "org-other")
+    assert caught.value.status == 401 and caught.value.code == "mismatched_organization"
+    with pytest.raises(MismatchedProject):
+        store.authenticate(bearer, None, "proj_other")
 
 
 def test_upgrade_is_idempotent(database: Database) -> None:

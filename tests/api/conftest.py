@@ -7,18 +7,18 @@ import openai
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.conftest import ADMIN_KEY, LiveServer
+from tests.conftest import API_KEY, LiveServer
 
 
 @pytest.fixture()
 def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=live_server.api_url, api_key=ADMIN_KEY, max_retries=0) as sdk:
+    with openai.OpenAI(base_url=live_server.api_url, api_key=API_KEY, max_retries=0) as sdk:
         yield sdk
 
 
 @pytest.fixture()
 def async_client(live_server: LiveServer) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=live_server.api_url, api_key=ADMIN_KEY, max_retries=0)
+    return openai.AsyncOpenAI(base_url=live_server.api_url, api_key=API_KEY, max_retries=0)
 
 
 def png_bytes(size: tuple[int, int] = (64, 64), color: str = "navy", mode: str = "RGB") -> bytes:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.api.conftest import encoded, mask_bytes, png_bytes
-from tests.conftest import ADMIN_KEY, LiveServer
+from tests.conftest import API_KEY, LiveServer
 
 PNG = png_bytes()
 PNG_256 = png_bytes((256, 256))
@@ -554,7 +554,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input(live_server: LiveServer, case: Case) -> None:
-    request: dict[str, Any] = {"headers": {"authorization": f"Bearer {ADMIN_KEY}"}, "timeout": 60}
+    request: dict[str, Any] = {"headers": {"authorization": f"Bearer {API_KEY}"}, "timeout": 60}
     if case.raw is not None:
         request["content"] = case.raw
         request["headers"]["content-type"] = "application/json"
@@ -576,7 +576,7 @@ def test_bad_input(live_server: LiveServer, case: Case) -> None:
 
 def test_models_retrieve_unknown(live_server: LiveServer) -> None:
     response = httpx.get(
-        live_server.api_url + "/models/gpt-5", headers={"authorization": f"Bearer {ADMIN_KEY}"}
+        live_server.api_url + "/models/gpt-5", headers={"authorization": f"Bearer {API_KEY}"}
     )
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"

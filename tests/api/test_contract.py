@@ -12,10 +12,10 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from tests.api.conftest import png_bytes
-from tests.conftest import ADMIN_KEY, LiveServer
+from tests.conftest import API_KEY, LiveServer
 
 SPECS = sorted((Path(__file__).parent / "contract").glob("openapi-images-subset.*.yaml"))
-AUTH = {"authorization": f"Bearer {ADMIN_KEY}"}
+AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 
 @cache

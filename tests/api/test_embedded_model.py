@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from limner.catalog import OPENAI_MODEL_NAMES
-from tests.conftest import ADMIN_KEY, LiveServer, start_server, stop_server
+from tests.conftest import API_KEY, LiveServer, start_server, stop_server
 from training.detect import read
 
 
@@ -23,7 +23,7 @@ def mini_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 @pytest.fixture()
 def mini(mini_server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=mini_server.api_url, api_key=ADMIN_KEY, max_retries=0) as sdk:
+    with openai.OpenAI(base_url=mini_server.api_url, api_key=API_KEY, max_retries=0) as sdk:
         yield sdk
 
 

@@ -4,7 +4,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ADMIN_KEY, LiveServer
+from tests.conftest import API_KEY, LiveServer
 
 
 def test_missing_key_is_401(live_server: LiveServer) -> None:
@@ -44,9 +44,7 @@ def test_engine_exception_is_500_and_server_keeps_serving(client: openai.OpenAI)
 def test_every_response_has_a_request_id(live_server: LiveServer) -> None:
     responses = [
         httpx.get(live_server.base_url + "/healthz"),
-        httpx.get(
-            live_server.api_url + "/models", headers={"authorization": f"Bearer {ADMIN_KEY}"}
-        ),
+        httpx.get(live_server.api_url + "/models", headers={"authorization": f"Bearer {API_KEY}"}),
         httpx.get(live_server.base_url + "/nowhere"),
     ]
     ids = [response.headers["x-request-id"] for response in responses]

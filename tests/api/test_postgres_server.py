@@ -6,7 +6,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import ADMIN_KEY, LiveServer, postgres_schema, start_server, stop_server
+from tests.conftest import API_KEY, LiveServer, postgres_schema, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def postgres_server(
 @pytest.mark.postgres
 def test_generation_and_auth_on_postgres(postgres_server: LiveServer) -> None:
     assert not (postgres_server.home / "limner.db").exists()
-    with openai.OpenAI(base_url=postgres_server.api_url, api_key=ADMIN_KEY, max_retries=0) as sdk:
+    with openai.OpenAI(base_url=postgres_server.api_url, api_key=API_KEY, max_retries=0) as sdk:
         result = sdk.images.generate(model="gpt-image-1", prompt="a kite", quality="low")
         assert result.data[0].b64_json
     with (

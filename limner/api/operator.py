@@ -1,0 +1,108 @@
+"""Limner's own operator extension under /v1/limner: organizations, their verification and
+tier, and project keys (which OpenAI mints only in its dashboard). Only admin keys of the
+operator's organization may call it; `limner orgs|projects|keys` in the CLI do the same."""
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict
+
+from limner.accounts.orgs import AdminKeys, Organizations, Projects
+from limner.api.admin import admin_key_object, project_key_object
+from limner.api.deps import OperatorCaller
+from limner.storage.tables import Organization
+
+router = APIRouter(prefix="/v1/limner", tags=["operator"])
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrganizationCreate(_Body):
+    name: str
+    verified: bool | None = None
+    tier: str | None = None
+
+
+class OrganizationUpdate(_Body):
+    verified: bool | None = None
+    tier: str | None = None
+
+
+class ProjectKeyCreate(_Body):
+    name: str
+
+
+def organization_object(organization: Organization) -> dict[str, Any]:
+    return {
+        "object": "limner.organization",
+        "id": organization.id,
+        "name": organization.name,
+        "verified": organization.verified_at is not None,
+        "verified_at": organization.verified_at,
+        "tier": organization.tier,
+        "is_operator": organization.is_operator,
+        "spend_limit_cents": organization.spend_limit_cents,
+        "created_at": organization.created_at,
+    }
+
+
+def _organizations(request: Request) -> Organizations:
+    organizations: Organizations = request.app.state.organizations
+    return organizations
+
+
+@router.get("/organizations")
+def list_organizations(request: Request, _caller: OperatorCaller) -> dict[str, Any]:
+    data = [organization_object(o) for o in _organizations(request).list()]
+    return {"object": "list", "data": data}
+
+
+@router.post("/organizations")
+def create_organization(
+    request: Request, _caller: OperatorCaller, body: OrganizationCreate
+) -> dict[str, Any]:
+    """The new organization, its Default project and its first admin key (shown once)."""
+    organization = _organizations(request).create(body.name, verified=body.verified, tier=body.tier)
+    admin_keys: AdminKeys = request.app.state.admin_keys
+    key, secret = admin_keys.create(organization.id, "first admin key")
+    projects: Projects = request.app.state.projects
+    default = projects.default_project(organization.id)
+    return {
+        **organization_object(organization),
+        "default_project_id": default.id,
+        "admin_api_key": {**admin_key_object(key), "value": secret},
+    }
+
+
+@router.get("/organizations/{organization_id}")
+def retrieve_organization(
+    request: Request, _caller: OperatorCaller, organization_id: str
+) -> dict[str, Any]:
+    return organization_object(_organizations(request).get(organization_id))
+
+
+@router.post("/organizations/{organization_id}")
+def modify_organization(
+    request: Request, _caller: OperatorCaller, organization_id: str, body: OrganizationUpdate
+) -> dict[str, Any]:
+    organizations = _organizations(request)
+    if body.verified is not None:
+        organizations.set_verified(organization_id, body.verified)
+    if body.tier is not None:
+        organizations.set_tier(organization_id, body.tier)
+    return organization_object(organizations.get(organization_id))
+
+
+@router.post("/organizations/{organization_id}/projects/{project_id}/api_keys")
+def create_project_key(
+    request: Request,
+    _caller: OperatorCaller,
+    organization_id: str,
+    project_id: str,
+    body: ProjectKeyCreate,
+) -> dict[str, Any]:
+    projects: Projects = request.app.state.projects
+    key, secret = projects.create_key(organization_id, project_id, body.name)
+    return {**project_key_object(key), "value": secret}

@@ -1,0 +1,1 @@
+"""How much callers may use (rate limits, budgets) and did use (usage records, prices)."""

@@ -1,0 +1,102 @@
+"""Usage tiers: what each tier may use per model per minute, and its monthly usage limit.
+
+The table is data (tiers.default.toml, or the operator's copy named by LIMNER_TIERS), so an
+operator changes limits without code. Which tier gates a model is part of every refusal, so a
+user can always tell what stands in the way.
+"""
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TIER_NAMES = ("free", "1", "2", "3", "4", "5")
+DEFAULT_TIERS_FILE = Path(__file__).parent / "tiers.default.toml"
+_ANY_MODEL = "*"
+
+
+class TierTableError(ValueError):
+    """The operator's tier file is unusable; raised at start-up, never on a request."""
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    requests_per_minute: int
+    tokens_per_minute: int
+    images_per_minute: int
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    paid_usd: int
+    days: int
+    usage_limit_usd: int
+
+
+@dataclass(frozen=True)
+class TierTable:
+    tiers: dict[str, Tier]
+    # model name (or "*") → tier name → limits; a tier absent from the inner map has no access.
+    limits: dict[str, dict[str, ModelLimits]]
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "TierTable":
+        path = path or DEFAULT_TIERS_FILE
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise TierTableError(f"cannot read tier table {path}: {exc}") from exc
+        return cls.from_mapping(data, source=str(path))
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], source: str = "tier table") -> "TierTable":
+        tiers = {name: _tier(name, spec, source) for name, spec in data.get("tiers", {}).items()}
+        if tuple(tiers) != TIER_NAMES:
+            raise TierTableError(f"{source}: [tiers] must define {', '.join(TIER_NAMES)} in order")
+        limits: dict[str, dict[str, ModelLimits]] = {}
+        for group, spec in data.get("limits", {}).items():
+            per_tier = {
+                tier: _limits(f"{source} [limits.{group}.{tier}]", value)
+                for tier, value in spec.items()
+                if tier != "models"
+            }
+            unknown = set(per_tier) - set(TIER_NAMES)
+            if unknown:
+                raise TierTableError(f"{source} [limits.{group}]: unknown tiers {sorted(unknown)}")
+            for model in spec.get("models", []):
+                if model in limits:
+                    raise TierTableError(f"{source}: model {model!r} is in two limit groups")
+                limits[model] = per_tier
+        return cls(tiers, limits)
+
+    def model_limits(self, model: str, tier: str) -> ModelLimits | None:
+        """The organization-wide limits of `model` at `tier`; None: the tier has no access."""
+        return self._table(model).get(tier)
+
+    def lowest_tier_for(self, model: str) -> str | None:
+        table = self._table(model)
+        return next((tier for tier in TIER_NAMES if tier in table), None)
+
+    def usage_limit_nano(self, tier: str) -> int:
+        return self.tiers[tier].usage_limit_usd * 1_000_000_000
+
+    def _table(self, model: str) -> dict[str, ModelLimits]:
+        return self.limits.get(model) or self.limits.get(_ANY_MODEL, {})
+
+
+def _tier(name: str, spec: dict[str, Any], source: str) -> Tier:
+    try:
+        return Tier(name, int(spec["paid_usd"]), int(spec["days"]), int(spec["usage_limit_usd"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TierTableError(f"{source} [tiers.{name}]: {exc}") from exc
+
+
+def _limits(where: str, value: Any) -> ModelLimits:
+    try:
+        limits = ModelLimits(int(value["rpm"]), int(value["tpm"]), int(value["ipm"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TierTableError(f"{where}: needs integer rpm, tpm and ipm ({exc})") from exc
+    if min(limits.requests_per_minute, limits.tokens_per_minute, limits.images_per_minute) < 1:
+        raise TierTableError(f"{where}: limits must be at least 1")
+    return limits

@@ -1,0 +1,225 @@
+"""The usage ledger on SQLite and PostgreSQL: billed once, exact sums, monthly spend."""
+
+import calendar
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from limner.metering.ledger import Delivery, month_start, record_delivery, spend_since
+from limner.metering.pricing import Cost, PriceTable
+from limner.storage.db import Database, make_engine, upgrade
+from limner.storage.tables import PlatformDocument, UsageRecord
+from tests.conftest import postgres_schema
+
+NOW = 1_730_419_200  # 2024-11-01T00:00:00Z
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'ledger.db'}"
+        else:
+            url = stack.enter_context(postgres_schema("limner_ledger"))
+        engine = make_engine(url)
+        upgrade(engine)
+        yield Database(engine)
+        engine.dispose()
+
+
+def delivery(request_id: str, **changes: object) -> Delivery:
+    base = Delivery(
+        request_id=request_id,
+        organization_id="org_a",
+        project_id="proj_a",
+        api_key_id="key_a",
+        model="gpt-image-1",
+        source="image.generation",
+        size="1024x1024",
+        quality="medium",
+        images=1,
+        text_input_tokens=10,
+        image_input_tokens=194,
+        image_output_tokens=1056,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def price(item: Delivery) -> Cost:
+    return PriceTable.default().cost(
+        item.model,
+        text_input_tokens=item.text_input_tokens,
+        image_input_tokens=item.image_input_tokens,
+        image_output_tokens=item.image_output_tokens,
+        images=item.images,
+        quality=item.quality,
+        size=item.size,
+    )
+
+
+def test_record_stores_costs_per_line_item(database: Database) -> None:
+    item = delivery("req_1")
+    with database.transaction() as session:
+        assert record_delivery(session, item, price(item), NOW)
+    with database.transaction() as session:
+        row = session.scalars(select(UsageRecord)).one()
+    assert (row.request_id, row.created_at, row.organization_id, row.project_id) == (
+        "req_1",
+        NOW,
+        "org_a",
+        "proj_a",
+    )
+    assert (row.model, row.source, row.size, row.quality, row.images) == (
+        "gpt-image-1",
+        "image.generation",
+        "1024x1024",
+        "medium",
+        1,
+    )
+    assert (row.text_input_cost, row.image_input_cost, row.image_output_cost) == (
+        10 * 5000,
+        194 * 10_000,
+        1056 * 40_000,
+    )
+
+
+def test_duplicate_request_is_billed_once(database: Database) -> None:
+    item = delivery("req_dup")
+    with database.transaction() as session:
+        assert record_delivery(session, item, price(item), NOW)
+    with database.transaction() as session:
+        # The caller's transaction carries on after the refused duplicate and still commits.
+        session.add(PlatformDocument(name="marker", body="{}", updated_at=NOW))
+        assert not record_delivery(session, item, price(item), NOW + 5)
+        assert record_delivery(session, delivery("req_other"), price(item), NOW + 5)
+    with database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(UsageRecord)) == 2
+        assert session.get(PlatformDocument, "marker") is not None
+        first = session.scalars(select(UsageRecord).where(UsageRecord.request_id == "req_dup"))
+        assert first.one().created_at == NOW
+
+
+def test_duplicate_within_one_transaction(database: Database) -> None:
+    item = delivery("req_same_tx")
+    with database.transaction() as session:
+        assert record_delivery(session, item, price(item), NOW)
+        assert not record_delivery(session, item, price(item), NOW)
+    with database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(UsageRecord)) == 1
+
+
+def test_concurrent_duplicate_meets_the_unique_guard(database: Database) -> None:
+    """Two open transactions bill the same request: the second one's insert is a no-op."""
+    item = delivery("req_race")
+    with database.transaction() as first:
+        assert record_delivery(first, item, price(item), NOW)
+    # Simulate the loser of a race: its pre-check ran before the winner committed, so go
+    # straight to the guarded insert, then keep using the same transaction.
+    from limner.metering import ledger
+
+    with database.transaction() as second:
+        dialect = second.get_bind().dialect.name
+        values = ledger._row(item, price(item), NOW)
+        assert not ledger._insert_unless_present(second, dialect, values)
+        assert record_delivery(second, delivery("req_after_race"), price(item), NOW)
+    with database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(UsageRecord)) == 2
+
+
+def test_savepoint_fallback_keeps_transaction_usable(database: Database) -> None:
+    item = delivery("req_savepoint")
+    from limner.metering import ledger
+
+    with database.transaction() as session:
+        # Some work first, as the delivering transaction does (and as pysqlite needs for a
+        # SAVEPOINT to nest inside the transaction rather than start it).
+        session.add(PlatformDocument(name="marker", body="{}", updated_at=NOW))
+        session.flush()
+        assert ledger._insert_in_savepoint(session, ledger._row(item, price(item), NOW))
+        assert not ledger._insert_in_savepoint(session, ledger._row(item, price(item), NOW))
+        session.add(PlatformDocument(name="after", body="{}", updated_at=NOW))
+    with database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(UsageRecord)) == 1
+        assert session.get(PlatformDocument, "after") is not None
+
+
+def test_rolled_back_delivery_is_not_billed(database: Database) -> None:
+    item = delivery("req_rollback")
+    with pytest.raises(RuntimeError), database.transaction() as session:
+        assert record_delivery(session, item, price(item), NOW)
+        raise RuntimeError("delivery failed after billing")
+    with database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(UsageRecord)) == 0
+        assert record_delivery(session, item, price(item), NOW)
+
+
+def test_many_small_costs_sum_exactly(database: Database) -> None:
+    # $5 per million text tokens: one token is $0.000005; 1000 of them are exactly $0.005.
+    one_token = delivery("x", text_input_tokens=1, image_input_tokens=0, image_output_tokens=0)
+    with database.transaction() as session:
+        for index in range(1000):
+            item = replace(one_token, request_id=f"req_{index}")
+            record_delivery(session, item, price(item), NOW + index)
+    with database.transaction() as session:
+        spent = spend_since(session, NOW, organization_id="org_a")
+    assert spent == 5_000_000  # nano-dollars == $0.005
+    assert isinstance(spent, int)
+
+
+def test_spend_since_per_org_and_project(database: Database) -> None:
+    items = [
+        (delivery("a1"), NOW - 1),  # before the window
+        (delivery("a2"), NOW),
+        (delivery("a3", project_id="proj_b"), NOW + 10),
+        (delivery("b1", organization_id="org_b", project_id="proj_z"), NOW + 20),
+        (delivery("d3", model="dall-e-3", quality="hd", size="1024x1792", images=1), NOW + 30),
+    ]
+    with database.transaction() as session:
+        for item, when in items:
+            record_delivery(session, item, price(item), when)
+    gpt = 10 * 5000 + 194 * 10_000 + 1056 * 40_000
+    dalle_hd_tall = 120_000_000
+    with database.transaction() as session:
+        assert spend_since(session, NOW, organization_id="org_a") == 2 * gpt + dalle_hd_tall
+        assert spend_since(session, NOW - 1, organization_id="org_a") == 3 * gpt + dalle_hd_tall
+        assert spend_since(session, NOW, organization_id="org_a", project_id="proj_a") == (
+            gpt + dalle_hd_tall
+        )
+        assert spend_since(session, NOW, organization_id="org_a", project_id="proj_b") == gpt
+        assert spend_since(session, NOW, organization_id="org_b") == gpt
+        assert spend_since(session, NOW, organization_id="org_c") == 0
+        assert spend_since(session, NOW + 31, organization_id="org_a") == 0
+
+
+def test_large_sums_stay_exact(database: Database) -> None:
+    # Beyond 2**53 nano-dollars (~$9M), where a float would start dropping units.
+    big = Cost(2**53 + 1, 3, 5)
+    with database.transaction() as session:
+        record_delivery(session, delivery("big_1"), big, NOW)
+        record_delivery(session, delivery("big_2"), big, NOW)
+    with database.transaction() as session:
+        assert spend_since(session, 0, organization_id="org_a") == 2 * (2**53 + 9)
+
+
+def _utc(year: int, month: int, day: int = 1, hour: int = 0, minute: int = 0, sec: int = 0) -> int:
+    return calendar.timegm((year, month, day, hour, minute, sec))
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (_utc(2024, 11, 1), _utc(2024, 11, 1)),
+        (_utc(2024, 11, 1) - 1, _utc(2024, 10, 1)),
+        (_utc(2024, 12, 31, 23, 59, 59), _utc(2024, 12, 1)),
+        (_utc(2025, 1, 1), _utc(2025, 1, 1)),
+        (_utc(2024, 2, 29, 12), _utc(2024, 2, 1)),
+        (_utc(2024, 3, 1) - 1, _utc(2024, 2, 1)),
+        (0, 0),
+    ],
+)
+def test_month_start(now: int, expected: int) -> None:
+    assert month_start(now) == expected
