@@ -18,6 +18,8 @@ from limner.catalog import Catalog
 from limner.engine.protocol import ImageBackend, ImageEngine
 from limner.images.service import ImageService
 from limner.images.usage import count_text_tokens
+from limner.metering.limits import build_rate_limiter
+from limner.metering.meter import Meter
 from limner.metering.tiers import TierTable
 from limner.moderation.protocol import AllowAll
 from limner.settings import Settings
@@ -89,6 +91,7 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     )
     organizations.bootstrap(settings.admin_key, settings.api_key)
     tiers = TierTable.load(settings.tiers)
+    meter = Meter(database, tiers, build_rate_limiter(settings.redis_url))
     engine = engine or build_engine(catalog, settings.torch_threads)
     blobs = BlobStore.open(settings.home, settings.image_url_ttl_seconds)
     blobs.purge_expired()  # images whose URLs expired while the server was down
@@ -111,9 +114,10 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     app.state.projects = Projects(database)
     app.state.admin_keys = AdminKeys(database)
     app.state.tiers = tiers
+    app.state.meter = meter
     app.state.engine = engine
     app.state.blobs = blobs
-    app.state.image_service = ImageService(catalog, engine, AllowAll(), blobs, tiers)
+    app.state.image_service = ImageService(catalog, engine, AllowAll(), blobs, tiers, meter)
     routers = (images.router, models.router, files.router, health.router, admin.router)
     for router in (*routers, operator.router):
         app.include_router(router)

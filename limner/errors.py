@@ -195,3 +195,10 @@ class ProjectSpendLimitExceeded(QuotaExceeded):
 
 class OrganizationUsageLimitExceeded(QuotaExceeded):
     code = "organization_usage_limit_exceeded"
+
+
+class RateLimitNotSet(LimnerError):
+    code = "rate_limit_does_not_exist_for_org_and_model"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The rate limit for model {model} is not set for your organization")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from limner.storage.db import Database, make_engine, upgrade
 from tests.engine.tiny_pipeline import build_tiny_pipeline
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -86,6 +87,32 @@ def postgres_schema(prefix: str) -> Iterator[str]:
         yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
     finally:
         _postgres_sql(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextmanager
+def migrated_database(kind: str, sqlite_path: Path) -> Iterator[Database]:
+    """A database at the newest schema: a SQLite file, or a fresh PostgreSQL schema."""
+    with ExitStack() as stack:
+        url = (
+            f"sqlite:///{sqlite_path}"
+            if kind == "sqlite"
+            else stack.enter_context(postgres_schema("limner_test"))
+        )
+        engine = make_engine(url)
+        upgrade(engine)
+        try:
+            yield Database(engine)
+        finally:
+            engine.dispose()
+
+
+DATABASE_KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    with migrated_database(request.param, tmp_path / "test.db") as opened:
+        yield opened
 
 
 def _postgres_sql(statement: str) -> None:

@@ -1,14 +1,23 @@
 """Admin API in OpenAI's shapes under /v1/organization: projects, project keys, service
-accounts, admin keys, spend limits. Every route needs an admin key and sees only its own
-organization."""
+accounts, admin keys, spend limits, project rate limits, usage and costs. Every route needs an
+admin key and sees only its own organization."""
 
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from limner.accounts.keys import Caller
 from limner.accounts.orgs import AdminKeys, Page, Projects
 from limner.api.deps import AdminCaller
+from limner.catalog import Catalog
+from limner.errors import RateLimitNotSet
+from limner.metering import reports
+from limner.metering.meter import Meter
+from limner.metering.pricing import load_prices
+from limner.metering.tiers import ModelLimits, TierTable
+from limner.storage.db import Database
 from limner.storage.tables import ApiKey, Organization, Project, ServiceAccount
 
 router = APIRouter(prefix="/v1/organization", tags=["admin"])
@@ -429,3 +438,113 @@ def delete_project_spend_limit(
 ) -> dict[str, Any]:
     _projects(request).set_spend_limit(caller.organization_id, project_id, None)
     return {"object": "project.spend_limit.deleted", "deleted": True}
+
+
+# Project rate limits: one row per model the organization's tier has limits for.
+
+
+class RateLimitUpdate(_Body):
+    max_requests_per_1_minute: int | None = None
+    max_tokens_per_1_minute: int | None = None
+    max_images_per_1_minute: int | None = None
+    max_audio_megabytes_per_1_minute: int | None = None
+    max_requests_per_1_day: int | None = None
+    batch_1_day_max_input_tokens: int | None = None
+
+
+def rate_limit_object(model: str, limits: ModelLimits) -> dict[str, Any]:
+    return {
+        "object": "project.rate_limit",
+        "id": f"rl-{model}",
+        "model": model,
+        "max_requests_per_1_minute": limits.requests_per_minute,
+        "max_tokens_per_1_minute": limits.tokens_per_minute,
+        "max_images_per_1_minute": limits.images_per_minute,
+    }
+
+
+def _limited_models(request: Request, caller: Caller) -> list[str]:
+    catalog: Catalog = request.app.state.catalog
+    tiers: TierTable = request.app.state.tiers
+    return [e.id for e in catalog.entries() if tiers.model_limits(e.id, caller.tier) is not None]
+
+
+@router.get("/projects/{project_id}/rate_limits")
+def list_project_rate_limits(
+    request: Request,
+    caller: AdminCaller,
+    project_id: str,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    after: str | None = None,
+) -> dict[str, Any]:
+    _projects(request).get(caller.organization_id, project_id)
+    meter: Meter = request.app.state.meter
+    rows = [
+        rate_limit_object(model, meter.project_limits(project_id, model, caller.tier))
+        for model in _limited_models(request, caller)
+    ]
+    if after is not None:
+        ids = [row["id"] for row in rows]
+        rows = rows[ids.index(after) + 1 :] if after in ids else []
+    page = rows[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(rows) > limit,
+    }
+
+
+@router.post("/projects/{project_id}/rate_limits/{rate_limit_id}")
+def update_project_rate_limit(
+    request: Request,
+    caller: AdminCaller,
+    project_id: str,
+    rate_limit_id: str,
+    body: RateLimitUpdate,
+) -> dict[str, Any]:
+    _projects(request).get(caller.organization_id, project_id)
+    model = rate_limit_id.removeprefix("rl-").removeprefix("rl_")
+    if model not in _limited_models(request, caller):
+        raise RateLimitNotSet(model)
+    meter: Meter = request.app.state.meter
+    limits = meter.set_project_limits(
+        project_id,
+        model,
+        caller.tier,
+        requests_per_minute=body.max_requests_per_1_minute,
+        tokens_per_minute=body.max_tokens_per_1_minute,
+        images_per_minute=body.max_images_per_1_minute,
+    )
+    return rate_limit_object(model, limits)
+
+
+# Usage and costs read-outs.
+
+
+def _query(request: Request) -> dict[str, list[str]]:
+    """Every query parameter with all its values: `k[]=v` (the SDK) and repeated `k=v` alike."""
+    values: dict[str, list[str]] = {}
+    for name, value in request.query_params.multi_items():
+        values.setdefault(name, []).append(value)
+    return values
+
+
+@router.get("/usage/images")
+def usage_images(request: Request, caller: AdminCaller) -> dict[str, Any]:
+    database: Database = request.app.state.database
+    with database.transaction() as session:
+        return reports.usage_images(
+            session, caller.organization_id, _query(request), int(time.time())
+        )
+
+
+@router.get("/costs")
+def costs(request: Request, caller: AdminCaller) -> dict[str, Any]:
+    database: Database = request.app.state.database
+    with database.transaction() as session:
+        prices = load_prices(session)
+        return reports.costs(
+            session, caller.organization_id, _query(request), prices, int(time.time())
+        )

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request, Response
 
 from limner.api import uploads
 from limner.api.deps import CurrentCaller, ImageServiceDep, SettingsDep, UrlBase
+from limner.api.middleware import request_id_var
 from limner.errors import InvalidRequest
 from limner.images import schemas
 from limner.images.service import ImageResult
@@ -16,7 +17,7 @@ async def create_image(
     request: Request, caller: CurrentCaller, service: ImageServiceDep, url_base: UrlBase
 ) -> Response:
     body = await uploads.json_body(request)
-    return _respond(await service.generate(caller, body, url_base))
+    return _respond(await service.generate(caller, body, url_base, request_id_var.get()))
 
 
 @router.post("/edits", response_model=schemas.ImagesResponse)
@@ -35,7 +36,7 @@ async def create_image_edit(
     if not edit.images:
         raise InvalidRequest("Missing required parameter: 'image'.", "image")
     result = await service.edit(
-        caller, edit.fields, edit.images, edit.mask, url_base, form=edit.form
+        caller, edit.fields, edit.images, edit.mask, url_base, request_id_var.get(), form=edit.form
     )
     return _respond(result)
 
@@ -55,7 +56,8 @@ async def create_image_variation(
         raise InvalidRequest("Missing required parameter: 'image'.", "image")
     if len(edit.images) > 1 or edit.mask is not None:
         raise InvalidRequest("Image variations take exactly one 'image' and no 'mask'.", "image")
-    return _respond(await service.vary(caller, edit.fields, edit.images[0], url_base))
+    result = await service.vary(caller, edit.fields, edit.images[0], url_base, request_id_var.get())
+    return _respond(result)
 
 
 def _respond(result: ImageResult) -> Response:
@@ -66,5 +68,5 @@ def _respond(result: ImageResult) -> Response:
     return Response(
         result.response.model_dump_json(exclude_none=True),
         media_type="application/json",
-        headers={"x-limner-seed": str(result.request.seed)},
+        headers={**result.headers, "x-limner-seed": str(result.request.seed)},
     )

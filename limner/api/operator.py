@@ -2,6 +2,7 @@
 tier, and project keys (which OpenAI mints only in its dashboard). Only admin keys of the
 operator's organization may call it; `limner orgs|projects|keys` in the CLI do the same."""
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,6 +11,8 @@ from pydantic import BaseModel, ConfigDict
 from limner.accounts.orgs import AdminKeys, Organizations, Projects
 from limner.api.admin import admin_key_object, project_key_object
 from limner.api.deps import OperatorCaller
+from limner.metering.pricing import load_prices, save_price_overrides
+from limner.storage.db import Database
 from limner.storage.tables import Organization
 
 router = APIRouter(prefix="/v1/limner", tags=["operator"])
@@ -32,6 +35,12 @@ class OrganizationUpdate(_Body):
 
 class ProjectKeyCreate(_Body):
     name: str
+
+
+class PriceOverrides(_Body):
+    # model name → {"per_million_tokens": {...}} or {"per_image": {quality: {size: price}}};
+    # prices as strings ("5.00"), never floats, so they convert exactly.
+    models: dict[str, Any]
 
 
 def organization_object(organization: Organization) -> dict[str, Any]:
@@ -106,3 +115,21 @@ def create_project_key(
     projects: Projects = request.app.state.projects
     key, secret = projects.create_key(organization_id, project_id, body.name)
     return {**project_key_object(key), "value": secret}
+
+
+@router.get("/prices")
+def get_prices(request: Request, _caller: OperatorCaller) -> dict[str, Any]:
+    """The price table in force: packaged defaults merged with the operator's overrides."""
+    database: Database = request.app.state.database
+    with database.transaction() as session:
+        return {"object": "limner.prices", "models": load_prices(session).to_mapping()}
+
+
+@router.put("/prices")
+def put_prices(request: Request, _caller: OperatorCaller, body: PriceOverrides) -> dict[str, Any]:
+    """Replace the operator's overrides (per model); models left out return to the defaults.
+    Requests delivered from now on are priced with them; recorded costs never change."""
+    database: Database = request.app.state.database
+    with database.transaction() as session:
+        table = save_price_overrides(session, body.models, int(time.time()))
+        return {"object": "limner.prices", "models": table.to_mapping()}

@@ -28,6 +28,7 @@ from limner.images import compose, inputs, outputs, schemas
 from limner.images.access import check_model_access
 from limner.images.rules import Operation, ResolvedRequest, resolve
 from limner.images.usage import ImageUsage, count_usage
+from limner.metering.meter import Charge, Meter
 from limner.metering.tiers import TierTable
 from limner.moderation.protocol import Moderator, Verdict
 from limner.storage.blobs import BlobStore
@@ -42,6 +43,8 @@ class ImageResult:
     response: schemas.ImagesResponse
     request: ResolvedRequest
     usage: ImageUsage | None
+    # x-ratelimit-* values after this request was admitted.
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -60,17 +63,21 @@ class ImageService:
         moderator: Moderator,
         blobs: BlobStore,
         tiers: TierTable,
+        meter: Meter,
     ) -> None:
         self._catalog = catalog
         self._engine = engine
         self._moderator = moderator
         self._blobs = blobs
         self._tiers = tiers
+        self._meter = meter
 
-    async def generate(self, caller: Caller, body: Mapping[str, Any], url_base: str) -> ImageResult:
+    async def generate(
+        self, caller: Caller, body: Mapping[str, Any], url_base: str, request_id: str
+    ) -> ImageResult:
         request = resolve("generation", body, self._catalog)
         self._check_access(caller, request)
-        return await self._run(caller, request, EditSource([], None), url_base)
+        return await self._run(caller, request, EditSource([], None), url_base, request_id)
 
     async def edit(
         self,
@@ -79,28 +86,39 @@ class ImageService:
         images: list[inputs.Upload],
         mask: inputs.Upload | None,
         url_base: str,
+        request_id: str,
         *,
         form: bool,
     ) -> ImageResult:
         request = resolve("edit", body, self._catalog, form=form)
         self._check_access(caller, request)
         source = await asyncio.to_thread(_decode_edit_source, request, images, mask)
-        return await self._run(caller, request, source, url_base)
+        return await self._run(caller, request, source, url_base, request_id)
 
     async def vary(
-        self, caller: Caller, body: Mapping[str, Any], image: inputs.Upload, url_base: str
+        self,
+        caller: Caller,
+        body: Mapping[str, Any],
+        image: inputs.Upload,
+        url_base: str,
+        request_id: str,
     ) -> ImageResult:
         request = resolve("variation", body, self._catalog, form=True)
         self._check_access(caller, request)
         source = await asyncio.to_thread(_decode_edit_source, request, [image], None)
-        return await self._run(caller, request, source, url_base)
+        return await self._run(caller, request, source, url_base, request_id)
 
     def _check_access(self, caller: Caller, request: ResolvedRequest) -> None:
         """Before any input is decoded or compute spent: verification, then tier."""
         check_model_access(caller, self._catalog.resolve(request.model), self._tiers)
 
     async def _run(
-        self, caller: Caller, request: ResolvedRequest, source: EditSource, url_base: str
+        self,
+        caller: Caller,
+        request: ResolvedRequest,
+        source: EditSource,
+        url_base: str,
+        request_id: str,
     ) -> ImageResult:
         if request.stream:
             raise InvalidValue(
@@ -117,16 +135,27 @@ class ImageService:
             )
         # 2. Usage is exact before generating: prompt tokens, input tiles, the output table.
         usage = await asyncio.to_thread(_count_usage, request, source)
-        # 3. Render, then finish the images at the requested size, background and format.
-        logger.info(
-            "rendering", extra={"model": request.model, "n": request.n, "caller": caller.key_id}
-        )
-        rendered = await self._render(_job(request, source))
-        finished = await asyncio.to_thread(_finish, request, source, rendered)
-        self._enforce(request, self._moderator.check_images(finished, "output", request.moderation))
-        encoded = await asyncio.to_thread(_encode_all, request, finished)
-        response = self._respond(request, encoded, usage, url_base)
-        return ImageResult(response=response, request=request, usage=usage)
+        # 3. Budgets and rate limits, on the exact usage: refused before any compute.
+        admitted = await asyncio.to_thread(self._meter.admit, _charge(caller, request, usage))
+        try:
+            # 4. Render, then finish the images at the requested size, background and format.
+            logger.info(
+                "rendering", extra={"model": request.model, "n": request.n, "caller": caller.key_id}
+            )
+            rendered = await self._render(_job(request, source))
+            finished = await asyncio.to_thread(_finish, request, source, rendered)
+            self._enforce(
+                request, self._moderator.check_images(finished, "output", request.moderation)
+            )
+            encoded = await asyncio.to_thread(_encode_all, request, finished)
+            response = self._respond(request, encoded, usage, url_base)
+        except BaseException:
+            # Failed, moderated or cancelled: nothing delivered, nothing billed.
+            self._meter.release(admitted)
+            raise
+        # 5. Delivered: one usage record, once.
+        await asyncio.to_thread(self._meter.deliver, admitted, request_id)
+        return ImageResult(response, request, usage, admitted.headers)
 
     async def _render(self, job: RenderJob) -> list[PILImage.Image]:
         images: list[PILImage.Image] | None = None
@@ -221,6 +250,28 @@ def _count_usage(request: ResolvedRequest, source: EditSource) -> ImageUsage | N
 # How much an img2img run may depart from its input, per input_fidelity.
 _STRENGTH = {"high": 0.5, "low": 0.75}
 _VARIATION_STRENGTH = 0.7
+
+
+_SOURCES = {"generation": "image.generation", "edit": "image.edit", "variation": "image.variation"}
+
+
+def _charge(caller: Caller, request: ResolvedRequest, usage: ImageUsage | None) -> Charge:
+    if caller.project_id is None:
+        raise ValueError("model endpoints are only reached with project keys")
+    return Charge(
+        organization_id=caller.organization_id,
+        project_id=caller.project_id,
+        api_key_id=caller.key_id,
+        tier=caller.tier,
+        model=request.model,
+        source=_SOURCES[request.operation],
+        size=request.size,
+        quality=request.wire_quality,
+        images=request.n,
+        text_input_tokens=usage.text_tokens if usage else 0,
+        image_input_tokens=usage.image_tokens if usage else 0,
+        image_output_tokens=usage.output_tokens if usage else 0,
+    )
 
 
 def _job(request: ResolvedRequest, source: EditSource) -> RenderJob:

@@ -1,34 +1,17 @@
 """The usage ledger on SQLite and PostgreSQL: billed once, exact sums, monthly spend."""
 
 import calendar
-from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from limner.metering.ledger import Delivery, month_start, record_delivery, spend_since
 from limner.metering.pricing import Cost, PriceTable
-from limner.storage.db import Database, make_engine, upgrade
+from limner.storage.db import Database
 from limner.storage.tables import PlatformDocument, UsageRecord
-from tests.conftest import postgres_schema
 
 NOW = 1_730_419_200  # 2024-11-01T00:00:00Z
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'ledger.db'}"
-        else:
-            url = stack.enter_context(postgres_schema("limner_ledger"))
-        engine = make_engine(url)
-        upgrade(engine)
-        yield Database(engine)
-        engine.dispose()
 
 
 def delivery(request_id: str, **changes: object) -> Delivery:

@@ -1,10 +1,7 @@
 """Prices: exact nano-dollars from decimal strings, costs per line item, operator overrides."""
 
 import json
-from collections.abc import Iterator
-from contextlib import ExitStack
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,24 +16,10 @@ from limner.metering.pricing import (
     load_prices,
     save_price_overrides,
 )
-from limner.storage.db import Database, make_engine, upgrade
+from limner.storage.db import Database
 from limner.storage.tables import PlatformDocument
-from tests.conftest import postgres_schema
 
 NANO = 10**9
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'prices.db'}"
-        else:
-            url = stack.enter_context(postgres_schema("limner_prices"))
-        engine = make_engine(url)
-        upgrade(engine)
-        yield Database(engine)
-        engine.dispose()
 
 
 def _cost(table: PriceTable, model: str, **overrides: Any) -> Cost:

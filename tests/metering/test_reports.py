@@ -1,7 +1,6 @@
 """Usage and costs read-outs (platform-api.md §3) over a fixed ledger, on SQLite and PostgreSQL."""
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -12,8 +11,8 @@ from limner.errors import InvalidValue
 from limner.metering.ledger import Delivery, record_delivery
 from limner.metering.pricing import Cost, PriceTable
 from limner.metering.reports import costs, usage_images
-from limner.storage.db import Database, make_engine, upgrade
-from tests.conftest import postgres_schema
+from limner.storage.db import Database
+from tests.conftest import DATABASE_KINDS, migrated_database
 
 DAY = 86_400
 HOUR = 3_600
@@ -68,23 +67,14 @@ def dollars(value: int) -> float:
     return float(Decimal(value) / 10**9)
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASE_KINDS)
 def database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Database]:
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path_factory.mktemp('reports') / 'reports.db'}"
-        else:
-            url = stack.enter_context(postgres_schema("limner_reports"))
-        engine = make_engine(url)
-        upgrade(engine)
-        database = Database(engine)
+    path = tmp_path_factory.mktemp("reports") / "reports.db"
+    with migrated_database(request.param, path) as database:
         _fill(database)
         yield database
-        engine.dispose()
 
 
 def _fill(database: Database) -> None:

@@ -1,0 +1,160 @@
+"""The meter on a real database and the in-process limiter: budgets in OpenAI's order, exact
+costs, quotas taken all at once, failures given back, deliveries billed once."""
+
+import pytest
+from sqlalchemy import func, select
+
+from limner.accounts.orgs import OPERATOR_PROJECT_ID, Organizations, Projects
+from limner.errors import (
+    InvalidValue,
+    OrganizationSpendLimitExceeded,
+    OrganizationUsageLimitExceeded,
+    ProjectSpendLimitExceeded,
+    RateLimited,
+    RateLimitNotSet,
+    TokensRateLimited,
+)
+from limner.metering.limits import MemoryRateLimiter
+from limner.metering.meter import Charge, Meter
+from limner.metering.tiers import TierTable
+from limner.storage.db import Database
+from limner.storage.tables import UsageRecord
+
+NOW = 1_780_000_000
+
+
+def _charge(organization: str, project: str, tier: str = "1", **changes: object) -> Charge:
+    values: dict[str, object] = {
+        "organization_id": organization,
+        "project_id": project,
+        "api_key_id": "key_test",
+        "tier": tier,
+        "model": "gpt-image-1",
+        "source": "image.generation",
+        "size": "1024x1024",
+        "quality": "low",
+        "images": 1,
+        "text_input_tokens": 10,
+        "image_input_tokens": 0,
+        "image_output_tokens": 272,
+    }
+    values.update(changes)
+    return Charge(**values)  # type: ignore[arg-type]
+
+
+def _setup(database: Database, tier: str = "1") -> tuple[Meter, str, str]:
+    organization = Organizations(database).create("metered", verified=True, tier=tier)
+    project = Projects(database).create(organization.id, "p")
+    return Meter(database, TierTable.load(), MemoryRateLimiter()), organization.id, project.id
+
+
+def _rows(database: Database) -> int:
+    with database.transaction() as session:
+        return int(session.scalar(select(func.count()).select_from(UsageRecord)) or 0)
+
+
+def test_delivery_is_billed_once_at_its_exact_cost(database: Database) -> None:
+    meter, organization, project = _setup(database)
+    admitted = meter.admit(_charge(organization, project), now=NOW)
+    assert admitted.cost.total == 10 * 5_000 + 272 * 40_000
+    assert admitted.headers["x-ratelimit-limit-images"] == "5"  # tier 1: 5 images a minute
+    assert admitted.headers["x-ratelimit-remaining-images"] == "4"
+    assert meter.deliver(admitted, "req_1", now=NOW)
+    assert not meter.deliver(admitted, "req_1", now=NOW)
+    assert _rows(database) == 1
+
+
+def test_images_per_minute_and_release(database: Database) -> None:
+    meter, organization, project = _setup(database)
+    first = meter.admit(_charge(organization, project, images=4), now=NOW)
+    with pytest.raises(RateLimited) as caught:
+        meter.admit(_charge(organization, project, images=2), now=NOW)
+    assert caught.value.code == "rate_limit_exceeded" and caught.value.type == "requests"
+    assert "IPM" in caught.value.message and "retry-after" in caught.value.headers
+    meter.release(first)  # the four images were never delivered
+    meter.admit(_charge(organization, project, images=2), now=NOW)
+
+
+def test_more_than_a_minute_allows_is_not_retryable(database: Database) -> None:
+    meter, organization, project = _setup(database)
+    with pytest.raises(TokensRateLimited) as caught:
+        meter.admit(_charge(organization, project, image_output_tokens=200_000), now=NOW)
+    assert caught.value.type == "tokens"
+    assert caught.value.headers["x-should-retry"] == "false"
+
+
+def test_project_limits_stay_below_the_organization(database: Database) -> None:
+    meter, organization, project = _setup(database)
+    limits = meter.set_project_limits(project, "gpt-image-1", "1", images_per_minute=2)
+    assert (limits.images_per_minute, limits.tokens_per_minute) == (2, 100_000)
+    with pytest.raises(InvalidValue):
+        meter.set_project_limits(project, "gpt-image-1", "1", images_per_minute=6)
+    with pytest.raises(RateLimitNotSet):
+        meter.set_project_limits(project, "gpt-image-1", "free", images_per_minute=1)
+    meter.admit(_charge(organization, project, images=2), now=NOW)
+    with pytest.raises(RateLimited) as caught:
+        meter.admit(_charge(organization, project), now=NOW)
+    assert "project" in caught.value.message
+    # Another project of the same organization still has the organization's room.
+    other = Projects(database).create(organization, "other").id
+    meter.admit(_charge(organization, other, images=3), now=NOW)
+
+
+def test_budgets_in_openais_order(database: Database) -> None:
+    meter, organization, project = _setup(database)
+    organizations, projects = Organizations(database), Projects(database)
+    cost = 10 * 5_000 + 272 * 40_000  # 1.088... cents
+    projects.set_spend_limit(organization, project, 3)
+    for request in range(2):
+        meter.deliver(meter.admit(_charge(organization, project), now=NOW), f"r{request}", now=NOW)
+    with pytest.raises(ProjectSpendLimitExceeded) as caught:
+        meter.admit(_charge(organization, project), now=NOW)
+    assert caught.value.status == 429 and caught.value.headers["x-should-retry"] == "false"
+    organizations.set_spend_limit(organization, 2)
+    with pytest.raises(OrganizationSpendLimitExceeded):
+        meter.admit(_charge(organization, project), now=NOW)
+    # A new month starts from zero.
+    next_month = NOW + 32 * 86_400
+    projects.set_spend_limit(organization, project, None)
+    organizations.set_spend_limit(organization, None)
+    meter.admit(_charge(organization, project), now=next_month)
+    assert 2 * cost < 3 * 10_000_000
+
+
+def test_tier_usage_limit(database: Database) -> None:
+    meter, organization, project = _setup(database, tier="free")
+    # Free tier: $100 a month; dall-e-2 at $0.02 an image.
+    charge = _charge(
+        organization, project, tier="free", model="dall-e-2", quality="standard", images=1
+    )
+    admitted = meter.admit(charge, now=NOW)
+    assert admitted.cost.total == 20_000_000
+    with database.transaction() as session:
+        session.add(
+            UsageRecord(
+                request_id="big",
+                created_at=NOW,
+                organization_id=organization,
+                project_id=project,
+                api_key_id="key_test",
+                model="dall-e-2",
+                source="image.generation",
+                size="1024x1024",
+                quality="standard",
+                images=5000,
+                text_input_tokens=0,
+                image_input_tokens=0,
+                image_output_tokens=0,
+                text_input_cost=0,
+                image_input_cost=0,
+                image_output_cost=100 * 10**9 - 10_000_000,
+            )
+        )
+    with pytest.raises(OrganizationUsageLimitExceeded) as caught:
+        meter.admit(charge, now=NOW)
+    assert "tier free" in caught.value.message
+
+
+def test_the_operator_project_exists(database: Database) -> None:
+    Organizations(database).bootstrap(None, None)
+    assert Projects(database).get("org-operator", OPERATOR_PROJECT_ID).is_default
