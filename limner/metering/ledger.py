@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from limner.metering.pricing import Cost
-from limner.storage.tables import UsageRecord
+from limner.storage.tables import SpendTotal, UsageRecord
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,32 @@ def record_delivery(session: Session, delivery: Delivery, cost: Cost, now: int) 
     request id is the final guard, met with INSERT ... ON CONFLICT DO NOTHING on SQLite and
     PostgreSQL (a SAVEPOINT elsewhere).
     """
-    already = session.scalar(
-        select(UsageRecord.id).where(UsageRecord.request_id == delivery.request_id)
-    )
-    if already is not None:
-        return False
     values = _row(delivery, cost, now)
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
-        return _insert_unless_present(session, dialect, values)
-    return _insert_in_savepoint(session, values)
+        inserted = _insert_unless_present(session, dialect, values)
+    else:
+        inserted = _insert_in_savepoint(session, values)
+    if inserted:
+        month = month_start(now)
+        for project_id in ("", delivery.project_id):
+            _add_spend(session, dialect, delivery.organization_id, project_id, month, cost.total)
+    return inserted
+
+
+def month_spend(
+    session: Session, month: int, *, organization_id: str, project_id: str | None = None
+) -> int:
+    """Nano-dollars delivered in the month starting at `month` (see `month_start`), from the
+    running totals: one row, however many requests the month holds."""
+    amount = session.scalar(
+        select(SpendTotal.amount).where(
+            SpendTotal.organization_id == organization_id,
+            SpendTotal.project_id == (project_id or ""),
+            SpendTotal.month == month,
+        )
+    )
+    return int(amount or 0)
 
 
 def month_start(now: int) -> int:
@@ -111,6 +127,28 @@ def _insert_unless_present(session: Session, dialect: str, values: dict[str, Any
         .returning(UsageRecord.id)
     )
     return session.execute(statement).first() is not None
+
+
+def _add_spend(
+    session: Session, dialect: str, organization_id: str, project_id: str, month: int, amount: int
+) -> None:
+    """amount += cost for one (organization, project, month) row, created on first use; an
+    atomic upsert, so concurrent deliveries never lose an addition."""
+    key = {"organization_id": organization_id, "project_id": project_id, "month": month}
+    if dialect in ("sqlite", "postgresql"):
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(SpendTotal).values(**key, amount=amount)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=list(key), set_={"amount": SpendTotal.amount + amount}
+            )
+        )
+        return
+    row = session.get(SpendTotal, key, with_for_update=True)
+    if row is None:
+        session.add(SpendTotal(**key, amount=amount))
+    else:
+        row.amount += amount
 
 
 def _insert_in_savepoint(session: Session, values: dict[str, Any]) -> bool:

@@ -26,7 +26,7 @@ from limner.errors import (
     RateLimitNotSet,
     TokensRateLimited,
 )
-from limner.metering.ledger import Delivery, month_start, record_delivery, spend_since
+from limner.metering.ledger import Delivery, month_spend, month_start, record_delivery
 from limner.metering.limits import (
     Admission,
     Quota,
@@ -34,12 +34,13 @@ from limner.metering.limits import (
     rate_limit_headers,
     refusal_message,
 )
-from limner.metering.pricing import Cost, load_prices
+from limner.metering.pricing import Cost, PriceTable, load_prices
 from limner.metering.tiers import ModelLimits, TierTable
 from limner.storage.db import Database
 from limner.storage.tables import Organization, Project, ProjectRateLimit
 
 _NANO_PER_CENT = 10_000_000
+PRICE_REFRESH_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,12 @@ class Meter:
         self._database = database
         self._tiers = tiers
         self._limiter = limiter
+        self._price_cache: tuple[int, PriceTable] | None = None
 
     def admit(self, charge: Charge, now: int | None = None) -> Admitted:
         now = int(time.time()) if now is None else now
         with self._database.transaction() as session:
-            cost = load_prices(session).cost(
+            cost = self._prices(session, now).cost(
                 charge.model,
                 text_input_tokens=charge.text_input_tokens,
                 image_input_tokens=charge.image_input_tokens,
@@ -91,11 +93,20 @@ class Meter:
                 quality=charge.quality,
                 size=charge.size,
             )
-            organization = session.get(Organization, charge.organization_id)
-            project = session.get(Project, charge.project_id)
-            overrides = _overrides(session, charge.project_id, charge.model)
-            if organization is None or project is None:
-                raise LookupError("the caller's organization or project is gone")
+            # The organization, the project and its own limits for this model: one query.
+            found = session.execute(
+                select(Organization, Project, ProjectRateLimit)
+                .join(Organization, Organization.id == Project.organization_id)
+                .outerjoin(
+                    ProjectRateLimit,
+                    (ProjectRateLimit.project_id == Project.id)
+                    & (ProjectRateLimit.model == charge.model),
+                )
+                .where(Project.id == charge.project_id)
+            ).first()
+            if found is None:
+                raise LookupError("the caller's project is gone")
+            organization, project, overrides = found
             self._check_budgets(session, cost, organization, project, now)
         quotas = self._quotas(charge, overrides)
         admission = self._limiter.acquire(quotas)
@@ -103,6 +114,15 @@ class Meter:
         if not admission.admitted:
             raise _refusal(admission, charge, headers)
         return Admitted(charge, cost, quotas, headers)
+
+    def _prices(self, session: Session, now: int) -> PriceTable:
+        """The price table, re-read from the database at most every few seconds: operator
+        changes reach every process within PRICE_REFRESH_SECONDS without a query per request."""
+        cached = self._price_cache
+        if cached is None or now - cached[0] >= PRICE_REFRESH_SECONDS:
+            cached = (now, load_prices(session))
+            self._price_cache = cached
+        return cached[1]
 
     def deliver(self, admitted: Admitted, request_id: str, now: int | None = None) -> bool:
         """Record the delivered request; False when this request id was already billed."""
@@ -185,8 +205,8 @@ class Meter:
         project: Project,
         now: int,
     ) -> None:
-        since = month_start(now)
-        org_spend = spend_since(session, since, organization_id=organization.id)
+        month = month_start(now)
+        org_spend = month_spend(session, month, organization_id=organization.id)
         if org_spend + cost.total > self._tiers.usage_limit_nano(organization.tier):
             limit = self._tiers.tiers[organization.tier].usage_limit_usd
             raise OrganizationUsageLimitExceeded(
@@ -203,11 +223,8 @@ class Meter:
                 "(/v1/organization/spend_limit), or wait for the month to roll over."
             )
         if project.spend_limit_cents is not None:
-            project_spend = spend_since(
-                session,
-                since,
-                organization_id=organization.id,
-                project_id=project.id,
+            project_spend = month_spend(
+                session, month, organization_id=organization.id, project_id=project.id
             )
             if project_spend + cost.total > project.spend_limit_cents * _NANO_PER_CENT:
                 project_limit = _dollars(project.spend_limit_cents)

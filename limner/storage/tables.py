@@ -118,6 +118,19 @@ class UsageRecord(Base):
     image_output_cost: Mapped[int] = mapped_column(BigInteger)
 
 
+class SpendTotal(Base):
+    """Running spend per calendar month, added to in the transaction that records a delivery:
+    budget checks read one or two rows instead of summing the month's usage records.
+    `project_id` "" is the whole organization."""
+
+    __tablename__ = "spend_totals"
+
+    organization_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    month: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+
 class PlatformDocument(Base):
     """Operator-set tables (prices, tiers) as JSON; absent rows fall back to packaged defaults."""
 

@@ -6,7 +6,13 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
-from limner.metering.ledger import Delivery, month_start, record_delivery, spend_since
+from limner.metering.ledger import (
+    Delivery,
+    month_spend,
+    month_start,
+    record_delivery,
+    spend_since,
+)
 from limner.metering.pricing import Cost, PriceTable
 from limner.storage.db import Database
 from limner.storage.tables import PlatformDocument, UsageRecord
@@ -176,6 +182,15 @@ def test_spend_since_per_org_and_project(database: Database) -> None:
         assert spend_since(session, NOW, organization_id="org_b") == gpt
         assert spend_since(session, NOW, organization_id="org_c") == 0
         assert spend_since(session, NOW + 31, organization_id="org_a") == 0
+        # The running monthly totals the budget check reads agree with the sums, and a repeated
+        # delivery adds nothing to them.
+        month, october = month_start(NOW), month_start(NOW - 1)  # NOW opens November
+        assert not record_delivery(session, items[1][0], price(items[1][0]), NOW)
+        assert month_spend(session, month, organization_id="org_a") == 2 * gpt + dalle_hd_tall
+        assert month_spend(session, october, organization_id="org_a") == gpt
+        assert month_spend(session, month, organization_id="org_a", project_id="proj_b") == gpt
+        assert month_spend(session, month, organization_id="org_b") == gpt
+        assert month_spend(session, month, organization_id="org_c") == 0
 
 
 def test_large_sums_stay_exact(database: Database) -> None:

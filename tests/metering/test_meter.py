@@ -14,8 +14,10 @@ from limner.errors import (
     RateLimitNotSet,
     TokensRateLimited,
 )
+from limner.metering.ledger import Delivery, record_delivery
 from limner.metering.limits import MemoryRateLimiter
 from limner.metering.meter import Charge, Meter
+from limner.metering.pricing import Cost
 from limner.metering.tiers import TierTable
 from limner.storage.db import Database
 from limner.storage.tables import UsageRecord
@@ -129,27 +131,22 @@ def test_tier_usage_limit(database: Database) -> None:
     )
     admitted = meter.admit(charge, now=NOW)
     assert admitted.cost.total == 20_000_000
+    big = Delivery(
+        request_id="big",
+        organization_id=organization,
+        project_id=project,
+        api_key_id="key_test",
+        model="dall-e-2",
+        source="image.generation",
+        size="1024x1024",
+        quality="standard",
+        images=4999,
+        text_input_tokens=0,
+        image_input_tokens=0,
+        image_output_tokens=0,
+    )
     with database.transaction() as session:
-        session.add(
-            UsageRecord(
-                request_id="big",
-                created_at=NOW,
-                organization_id=organization,
-                project_id=project,
-                api_key_id="key_test",
-                model="dall-e-2",
-                source="image.generation",
-                size="1024x1024",
-                quality="standard",
-                images=5000,
-                text_input_tokens=0,
-                image_input_tokens=0,
-                image_output_tokens=0,
-                text_input_cost=0,
-                image_input_cost=0,
-                image_output_cost=100 * 10**9 - 10_000_000,
-            )
-        )
+        record_delivery(session, big, Cost(0, 0, 100 * 10**9 - 10_000_000), NOW)
     with pytest.raises(OrganizationUsageLimitExceeded) as caught:
         meter.admit(charge, now=NOW)
     assert "tier free" in caught.value.message

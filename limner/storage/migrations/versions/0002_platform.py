@@ -103,6 +103,13 @@ def upgrade() -> None:
     op.create_index("ix_usage_records_created_at", "usage_records", ["created_at"])
     op.create_index("ix_usage_records_organization_id", "usage_records", ["organization_id"])
     op.create_table(
+        "spend_totals",
+        sa.Column("organization_id", sa.String(40), primary_key=True),
+        sa.Column("project_id", sa.String(40), primary_key=True),
+        sa.Column("month", sa.BigInteger(), primary_key=True),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+    )
+    op.create_table(
         "platform_documents",
         sa.Column("name", sa.String(40), primary_key=True),
         sa.Column("body", sa.Text(), nullable=False),
@@ -112,6 +119,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("platform_documents")
+    op.drop_table("spend_totals")
     op.drop_table("usage_records")
     op.drop_table("project_rate_limits")
     with op.batch_alter_table("api_keys") as batch:
