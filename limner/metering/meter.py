@@ -14,7 +14,7 @@ quota of the request at once (organization and project; requests, tokens, images
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from limner.errors import (
@@ -35,9 +35,15 @@ from limner.metering.limits import (
     refusal_message,
 )
 from limner.metering.pricing import Cost, PriceTable, load_prices
-from limner.metering.tiers import ModelLimits, TierTable
+from limner.metering.tiers import TIER_NAMES, ModelLimits, TierTable
 from limner.storage.db import Database
-from limner.storage.tables import Organization, Project, ProjectRateLimit
+from limner.storage.tables import (
+    Organization,
+    Project,
+    ProjectRateLimit,
+    SpendTotal,
+    UsageRecord,
+)
 
 _NANO_PER_CENT = 10_000_000
 PRICE_REFRESH_SECONDS = 5
@@ -115,6 +121,28 @@ class Meter:
             raise _refusal(admission, charge, headers)
         return Admitted(charge, cost, quotas, headers)
 
+    def _advance_tier(self, session: Session, organization_id: str, now: int) -> None:
+        """Tiers rise on their own once an organization has paid enough for long enough (what
+        it was billed counts as paid here); they never fall, and the operator may set any."""
+        paid, first = session.execute(
+            select(func.coalesce(func.sum(SpendTotal.amount), 0), func.min(SpendTotal.month)).where(
+                SpendTotal.organization_id == organization_id, SpendTotal.project_id == ""
+            )
+        ).one()
+        first_paid = session.scalar(
+            select(func.min(UsageRecord.created_at)).where(
+                UsageRecord.organization_id == organization_id,
+                UsageRecord.created_at >= (first or 0),
+            )
+        )
+        days = (now - (first_paid or now)) / 86_400
+        earned = self._tiers.qualifying_tier(int(paid or 0), days)
+        organization = session.get(Organization, organization_id)
+        if organization is not None and TIER_NAMES.index(earned) > TIER_NAMES.index(
+            organization.tier
+        ):
+            organization.tier = earned
+
     def _prices(self, session: Session, now: int) -> PriceTable:
         """The price table, re-read from the database at most every few seconds: operator
         changes reach every process within PRICE_REFRESH_SECONDS without a query per request."""
@@ -141,10 +169,12 @@ class Meter:
             image_input_tokens=charge.image_input_tokens,
             image_output_tokens=charge.image_output_tokens,
         )
+        now = int(time.time()) if now is None else now
         with self._database.transaction() as session:
-            return record_delivery(
-                session, delivery, admitted.cost, int(time.time()) if now is None else now
-            )
+            recorded = record_delivery(session, delivery, admitted.cost, now)
+            if recorded and charge.tier != TIER_NAMES[-1]:
+                self._advance_tier(session, charge.organization_id, now)
+            return recorded
 
     def release(self, admitted: Admitted) -> None:
         """Nothing was delivered: give back its tokens and images. The request itself still

@@ -78,6 +78,16 @@ class TierTable:
         table = self._table(model)
         return next((tier for tier in TIER_NAMES if tier in table), None)
 
+    def qualifying_tier(self, paid_nano: int, days_since_first_payment: float) -> str:
+        """The highest tier whose qualification is met: both the amount paid and the days
+        since the first payment, as OpenAI's guide states them."""
+        reached = TIER_NAMES[0]
+        for name in TIER_NAMES:
+            tier = self.tiers[name]
+            if paid_nano >= tier.paid_usd * 1_000_000_000 and days_since_first_payment >= tier.days:
+                reached = name
+        return reached
+
     def usage_limit_nano(self, tier: str) -> int:
         return self.tiers[tier].usage_limit_usd * 1_000_000_000
 

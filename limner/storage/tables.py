@@ -5,7 +5,16 @@ nano-dollars: prices such as $2.50 per million tokens are whole nano-dollars per
 sum is exact.
 """
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -97,11 +106,14 @@ class UsageRecord(Base):
     """One delivered request: written once, in the transaction that marks it delivered."""
 
     __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_organization_created", "organization_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger, index=True)
-    organization_id: Mapped[str] = mapped_column(String(40), index=True)
+    organization_id: Mapped[str] = mapped_column(String(40))
     project_id: Mapped[str] = mapped_column(String(40))
     api_key_id: Mapped[str] = mapped_column(String(40))
     model: Mapped[str] = mapped_column(String(100))

@@ -155,3 +155,42 @@ def test_tier_usage_limit(database: Database) -> None:
 def test_the_operator_project_exists(database: Database) -> None:
     Organizations(database).bootstrap(None, None)
     assert Projects(database).get("org-operator", OPERATOR_PROJECT_ID).is_default
+
+
+def test_tiers_rise_with_payments_and_time(database: Database) -> None:
+    meter, organization, project = _setup(database, tier="free")
+    organizations = Organizations(database)
+
+    def paid(request_id: str, dollars: int, when: int) -> None:
+        bill = Delivery(
+            request_id=request_id,
+            organization_id=organization,
+            project_id=project,
+            api_key_id="key_test",
+            model="dall-e-2",
+            source="image.generation",
+            size="1024x1024",
+            quality="standard",
+            images=1,
+            text_input_tokens=0,
+            image_input_tokens=0,
+            image_output_tokens=0,
+        )
+        with database.transaction() as session:
+            record_delivery(session, bill, Cost(0, 0, dollars * 10**9), when)
+
+    def deliver_one(request_id: str) -> str:
+        charge = _charge(
+            organization, project, tier=organizations.get(organization).tier, model="dall-e-2"
+        )
+        meter.deliver(meter.admit(charge, now=NOW), request_id, now=NOW)
+        return organizations.get(organization).tier
+
+    paid("first", 5, NOW - 10 * 86_400)
+    assert deliver_one("a") == "1"  # $5 paid: tier 1 has no waiting period
+    paid("second", 60, NOW - 86_400)
+    assert deliver_one("b") == "2"  # $65 paid, first payment 10 days ago: tier 2 (7 days)
+    paid("third", 200, NOW - 2 * 86_400)
+    assert deliver_one("c") == "3"  # $265 paid, 10 days: tier 3 (tier 4 needs 14 days)
+    paid("fourth", 1000, NOW - 40 * 86_400)
+    assert deliver_one("d") == "5"  # $1265 paid, first payment 40 days ago

@@ -101,7 +101,9 @@ def upgrade() -> None:
         sa.Column("image_output_cost", sa.BigInteger(), nullable=False),
     )
     op.create_index("ix_usage_records_created_at", "usage_records", ["created_at"])
-    op.create_index("ix_usage_records_organization_id", "usage_records", ["organization_id"])
+    op.create_index(
+        "ix_usage_records_organization_created", "usage_records", ["organization_id", "created_at"]
+    )
     op.create_table(
         "spend_totals",
         sa.Column("organization_id", sa.String(40), primary_key=True),
