@@ -31,7 +31,7 @@ from limner.accounts.keys import KeyStore  # noqa: E402
 from limner.accounts.orgs import OPERATOR_ORGANIZATION_ID, Organizations, Projects  # noqa: E402
 from limner.metering.limits import build_rate_limiter  # noqa: E402
 from limner.metering.meter import Charge, Meter  # noqa: E402
-from limner.metering.tiers import TierTable  # noqa: E402
+from limner.metering.tiers import TierBook, TierTable  # noqa: E402
 from limner.storage.db import Database, make_engine, upgrade  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def main() -> None:
                 },
             }
         )
-        meter = Meter(database, roomy, build_rate_limiter(args.redis_url))
+        meter = Meter(database, TierBook(database, roomy), build_rate_limiter(args.redis_url))
         timings: dict[str, list[float]] = {"authenticate": [], "admit": [], "deliver": []}
         totals = []
         for round_ in range(args.rounds + 50):

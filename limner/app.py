@@ -20,7 +20,7 @@ from limner.images.service import ImageService
 from limner.images.usage import count_text_tokens
 from limner.metering.limits import build_rate_limiter
 from limner.metering.meter import Meter
-from limner.metering.tiers import TierTable
+from limner.metering.tiers import TierBook, TierTable
 from limner.moderation.protocol import AllowAll
 from limner.settings import Settings
 from limner.storage.blobs import BlobStore
@@ -90,7 +90,7 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
         database, new_verified=settings.new_org_verified, new_tier=settings.new_org_tier
     )
     organizations.bootstrap(settings.admin_key, settings.api_key)
-    tiers = TierTable.load(settings.tiers)
+    tiers = TierBook(database, TierTable.load(settings.tiers))
     meter = Meter(database, tiers, build_rate_limiter(settings.redis_url))
     engine = engine or build_engine(catalog, settings.torch_threads)
     blobs = BlobStore.open(settings.home, settings.image_url_ttl_seconds)

@@ -16,7 +16,7 @@ from limner.errors import RateLimitNotSet
 from limner.metering import reports
 from limner.metering.meter import Meter
 from limner.metering.pricing import load_prices
-from limner.metering.tiers import ModelLimits, TierTable
+from limner.metering.tiers import ModelLimits, TierBook
 from limner.storage.db import Database
 from limner.storage.tables import ApiKey, Organization, Project, ServiceAccount
 
@@ -465,7 +465,8 @@ def rate_limit_object(model: str, limits: ModelLimits) -> dict[str, Any]:
 
 def _limited_models(request: Request, caller: Caller) -> list[str]:
     catalog: Catalog = request.app.state.catalog
-    tiers: TierTable = request.app.state.tiers
+    book: TierBook = request.app.state.tiers
+    tiers = book.table()
     return [e.id for e in catalog.entries() if tiers.model_limits(e.id, caller.tier) is not None]
 
 

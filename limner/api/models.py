@@ -10,7 +10,7 @@ from limner.catalog import Catalog, ModelEntry
 from limner.errors import ModelNotFound
 from limner.images import schemas
 from limner.images.access import may_use
-from limner.metering.tiers import TierTable
+from limner.metering.tiers import TierBook
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -22,7 +22,8 @@ def _model(entry: ModelEntry) -> schemas.Model:
 @router.get("", response_model=schemas.ListModelsResponse)
 def list_models(request: Request, caller: CurrentCaller) -> schemas.ListModelsResponse:
     catalog: Catalog = request.app.state.catalog
-    tiers: TierTable = request.app.state.tiers
+    book: TierBook = request.app.state.tiers
+    tiers = book.table()
     usable = [entry for entry in catalog.entries() if may_use(caller, entry, tiers)]
     return schemas.ListModelsResponse(data=[_model(entry) for entry in usable])
 
@@ -31,6 +32,7 @@ def list_models(request: Request, caller: CurrentCaller) -> schemas.ListModelsRe
 def retrieve_model(model: str, request: Request, caller: CurrentCaller) -> schemas.Model:
     catalog: Catalog = request.app.state.catalog
     entry = catalog.resolve(model)
-    if not may_use(caller, entry, request.app.state.tiers):
+    book: TierBook = request.app.state.tiers
+    if not may_use(caller, entry, book.table()):
         raise ModelNotFound(model)
     return _model(entry)

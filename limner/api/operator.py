@@ -12,6 +12,7 @@ from limner.accounts.orgs import AdminKeys, Organizations, Projects
 from limner.api.admin import admin_key_object, project_key_object
 from limner.api.deps import OperatorCaller
 from limner.metering.pricing import load_prices, save_price_overrides
+from limner.metering.tiers import TierBook
 from limner.storage.db import Database
 from limner.storage.tables import Organization
 
@@ -35,6 +36,11 @@ class OrganizationUpdate(_Body):
 
 class ProjectKeyCreate(_Body):
     name: str
+
+
+class TierDocument(_Body):
+    tiers: dict[str, Any]
+    limits: dict[str, Any]
 
 
 class PriceOverrides(_Body):
@@ -133,3 +139,26 @@ def put_prices(request: Request, _caller: OperatorCaller, body: PriceOverrides) 
     with database.transaction() as session:
         table = save_price_overrides(session, body.models, int(time.time()))
         return {"object": "limner.prices", "models": table.to_mapping()}
+
+
+@router.get("/tiers")
+def get_tiers(request: Request, _caller: OperatorCaller) -> dict[str, Any]:
+    """The tier table in force: qualification, monthly usage limits, limits per model."""
+    book: TierBook = request.app.state.tiers
+    return {"object": "limner.tiers", **book.table().to_mapping()}
+
+
+@router.put("/tiers")
+def put_tiers(request: Request, _caller: OperatorCaller, body: TierDocument) -> dict[str, Any]:
+    """Replace the whole table (the TOML file's structure as JSON); every process uses it
+    within a few seconds."""
+    book: TierBook = request.app.state.tiers
+    table = book.save(body.model_dump(), int(time.time()))
+    return {"object": "limner.tiers", **table.to_mapping()}
+
+
+@router.delete("/tiers")
+def delete_tiers(request: Request, _caller: OperatorCaller) -> dict[str, Any]:
+    """Back to the file's table (LIMNER_TIERS or the packaged default)."""
+    book: TierBook = request.app.state.tiers
+    return {"object": "limner.tiers", **book.reset().to_mapping()}

@@ -29,7 +29,7 @@ from limner.images.access import check_model_access
 from limner.images.rules import Operation, ResolvedRequest, resolve
 from limner.images.usage import ImageUsage, count_usage
 from limner.metering.meter import Charge, Meter
-from limner.metering.tiers import TierTable
+from limner.metering.tiers import TierBook
 from limner.moderation.protocol import Moderator, Verdict
 from limner.storage.blobs import BlobStore
 
@@ -62,7 +62,7 @@ class ImageService:
         engine: ImageEngine,
         moderator: Moderator,
         blobs: BlobStore,
-        tiers: TierTable,
+        tiers: TierBook,
         meter: Meter,
     ) -> None:
         self._catalog = catalog
@@ -110,7 +110,7 @@ class ImageService:
 
     def _check_access(self, caller: Caller, request: ResolvedRequest) -> None:
         """Before any input is decoded or compute spent: verification, then tier."""
-        check_model_access(caller, self._catalog.resolve(request.model), self._tiers)
+        check_model_access(caller, self._catalog.resolve(request.model), self._tiers.table())
 
     async def _run(
         self,

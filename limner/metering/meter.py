@@ -35,7 +35,7 @@ from limner.metering.limits import (
     refusal_message,
 )
 from limner.metering.pricing import Cost, PriceTable, load_prices
-from limner.metering.tiers import TIER_NAMES, ModelLimits, TierTable
+from limner.metering.tiers import TIER_NAMES, ModelLimits, TierBook
 from limner.storage.db import Database
 from limner.storage.tables import (
     Organization,
@@ -81,7 +81,7 @@ class Admitted:
 
 
 class Meter:
-    def __init__(self, database: Database, tiers: TierTable, limiter: RateLimiter) -> None:
+    def __init__(self, database: Database, tiers: TierBook, limiter: RateLimiter) -> None:
         self._database = database
         self._tiers = tiers
         self._limiter = limiter
@@ -136,7 +136,7 @@ class Meter:
             )
         )
         days = (now - (first_paid or now)) / 86_400
-        earned = self._tiers.qualifying_tier(int(paid or 0), days)
+        earned = self._tiers.table().qualifying_tier(int(paid or 0), days)
         organization = session.get(Organization, organization_id)
         if organization is not None and TIER_NAMES.index(earned) > TIER_NAMES.index(
             organization.tier
@@ -222,7 +222,7 @@ class Meter:
             return _project_limits(organization_limits, row)
 
     def _organization_limits(self, model: str, tier: str) -> ModelLimits:
-        limits = self._tiers.model_limits(model, tier)
+        limits = self._tiers.table().model_limits(model, tier)
         if limits is None:
             raise RateLimitNotSet(model)
         return limits
@@ -237,8 +237,9 @@ class Meter:
     ) -> None:
         month = month_start(now)
         org_spend = month_spend(session, month, organization_id=organization.id)
-        if org_spend + cost.total > self._tiers.usage_limit_nano(organization.tier):
-            limit = self._tiers.tiers[organization.tier].usage_limit_usd
+        tiers = self._tiers.table()
+        if org_spend + cost.total > tiers.usage_limit_nano(organization.tier):
+            limit = tiers.tiers[organization.tier].usage_limit_usd
             raise OrganizationUsageLimitExceeded(
                 f"Your organization reached its monthly usage limit of ${limit} for tier "
                 f"{organization.tier}. Ask the operator of this server for a higher tier."

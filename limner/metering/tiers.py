@@ -5,10 +5,18 @@ operator changes limits without code. Which tier gates a model is part of every 
 user can always tell what stands in the way.
 """
 
+import json
+import threading
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from limner.errors import InvalidValue
+from limner.storage.db import Database
+from limner.storage.tables import PlatformDocument
 
 TIER_NAMES = ("free", "1", "2", "3", "4", "5")
 DEFAULT_TIERS_FILE = Path(__file__).parent / "tiers.default.toml"
@@ -70,6 +78,29 @@ class TierTable:
                 limits[model] = per_tier
         return cls(tiers, limits)
 
+    def to_mapping(self) -> dict[str, Any]:
+        """The same structure the TOML file has, one group per model."""
+        return {
+            "tiers": {
+                name: {"paid_usd": t.paid_usd, "days": t.days, "usage_limit_usd": t.usage_limit_usd}
+                for name, t in self.tiers.items()
+            },
+            "limits": {
+                model: {
+                    "models": [model],
+                    **{
+                        tier: {
+                            "rpm": limits.requests_per_minute,
+                            "tpm": limits.tokens_per_minute,
+                            "ipm": limits.images_per_minute,
+                        }
+                        for tier, limits in per_tier.items()
+                    },
+                }
+                for model, per_tier in self.limits.items()
+            },
+        }
+
     def model_limits(self, model: str, tier: str) -> ModelLimits | None:
         """The organization-wide limits of `model` at `tier`; None: the tier has no access."""
         return self._table(model).get(tier)
@@ -110,3 +141,62 @@ def _limits(where: str, value: Any) -> ModelLimits:
     if min(limits.requests_per_minute, limits.tokens_per_minute, limits.images_per_minute) < 1:
         raise TierTableError(f"{where}: limits must be at least 1")
     return limits
+
+
+DOCUMENT = "tiers"
+
+
+class TierBook:
+    """The tier table in force: the operator's document when one is saved (PUT
+    /v1/limner/tiers), else the file's. Re-read at most every `refresh_seconds`, so a change
+    reaches every process within that time without a query per request."""
+
+    def __init__(
+        self,
+        database: Database,
+        fallback: TierTable,
+        refresh_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._database = database
+        self._fallback = fallback
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[float, TierTable] | None = None
+
+    def table(self) -> TierTable:
+        now = self._clock()
+        with self._lock:
+            if self._cached is None or now - self._cached[0] >= self._refresh_seconds:
+                self._cached = (now, self._read())
+            return self._cached[1]
+
+    def save(self, mapping: dict[str, Any], now: int) -> TierTable:
+        try:
+            table = TierTable.from_mapping(mapping, source="tiers")
+        except TierTableError as exc:
+            raise InvalidValue(str(exc), "tiers") from exc
+        with self._database.transaction() as session:
+            session.merge(PlatformDocument(name=DOCUMENT, body=json.dumps(mapping), updated_at=now))
+        with self._lock:
+            self._cached = (self._clock(), table)
+        return table
+
+    def reset(self) -> TierTable:
+        """Drop the operator's document: the file's table is in force again."""
+        with self._database.transaction() as session:
+            document = session.get(PlatformDocument, DOCUMENT)
+            if document is not None:
+                session.delete(document)
+        with self._lock:
+            self._cached = (self._clock(), self._fallback)
+        return self._fallback
+
+    def _read(self) -> TierTable:
+        with self._database.transaction() as session:
+            document = session.get(PlatformDocument, DOCUMENT)
+            body = document.body if document is not None else None
+        if body is None:
+            return self._fallback
+        return TierTable.from_mapping(json.loads(body), source="the operator's tier document")

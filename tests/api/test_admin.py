@@ -178,3 +178,37 @@ def test_free_tier_is_told_which_tier_it_needs(live_server: LiveServer) -> None:
         assert caught.value.code == "below_usage_tier" and caught.value.param == "model"
         assert "at least usage tier 1" in caught.value.message
         assert "gpt-image-1" not in {m.id for m in sdk.models.list()}
+
+
+def test_operator_sets_tier_tables_and_prices(live_server: LiveServer) -> None:
+    auth = {"authorization": f"Bearer {ADMIN_KEY}"}
+    url = live_server.api_url + "/limner"
+    table = httpx.get(url + "/tiers", headers=auth).json()
+    assert table["limits"]["gpt-image-1"]["1"] == {"rpm": 5, "tpm": 100000, "ipm": 5}
+    bad = httpx.put(url + "/tiers", json={"tiers": {}, "limits": {}}, headers=auth)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "tiers"
+    changed = {"tiers": table["tiers"], "limits": table["limits"]}
+    changed["limits"]["dall-e-2"]["free"]["ipm"] = 2
+    try:
+        saved = httpx.put(url + "/tiers", json=changed, headers=auth)
+        assert saved.status_code == 200, saved.text
+        assert (
+            httpx.get(url + "/tiers", headers=auth).json()["limits"]["dall-e-2"]["free"]["ipm"] == 2
+        )
+    finally:
+        reset = httpx.delete(url + "/tiers", headers=auth).json()
+    assert reset["limits"]["dall-e-2"]["free"]["ipm"] == 5
+
+    prices = httpx.get(url + "/prices", headers=auth).json()["models"]
+    assert prices["gpt-image-1"]["per_million_tokens"]["image_output"] == "40.00"
+    refused = httpx.put(
+        url + "/prices",
+        json={"models": {"limner-mini": {"per_million_tokens": {"text_input": 0.1}}}},
+        headers=auth,
+    )
+    assert refused.status_code == 400  # floats are refused: prices must convert exactly
+    with httpx.Client(headers=auth) as http:
+        for models in ({"limner-mini": {"per_image": {"high": {"1024x1024": "0.001"}}}}, {}):
+            response = http.put(url + "/prices", json={"models": models})
+            assert response.status_code == 200, response.text
+            assert ("limner-mini" in response.json()["models"]) == bool(models)

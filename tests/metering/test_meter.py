@@ -18,7 +18,7 @@ from limner.metering.ledger import Delivery, record_delivery
 from limner.metering.limits import MemoryRateLimiter
 from limner.metering.meter import Charge, Meter
 from limner.metering.pricing import Cost
-from limner.metering.tiers import TierTable
+from limner.metering.tiers import TierBook, TierTable
 from limner.storage.db import Database
 from limner.storage.tables import UsageRecord
 
@@ -47,7 +47,8 @@ def _charge(organization: str, project: str, tier: str = "1", **changes: object)
 def _setup(database: Database, tier: str = "1") -> tuple[Meter, str, str]:
     organization = Organizations(database).create("metered", verified=True, tier=tier)
     project = Projects(database).create(organization.id, "p")
-    return Meter(database, TierTable.load(), MemoryRateLimiter()), organization.id, project.id
+    meter = Meter(database, TierBook(database, TierTable.load()), MemoryRateLimiter())
+    return meter, organization.id, project.id
 
 
 def _rows(database: Database) -> int:
