@@ -183,6 +183,29 @@ def stop_server(server: LiveServer) -> None:
 
 
 @pytest.fixture(scope="session")
+def postgres_live_server(
+    tmp_path_factory: pytest.TempPathFactory, catalog_file: Path
+) -> Iterator[LiveServer]:
+    """The same server on PostgreSQL (LIMNER_DATABASE_URL), as a production deployment runs."""
+    with postgres_schema("limner_srv") as url:
+        server = start_server(
+            tmp_path_factory.mktemp("pg-home"),
+            ["--catalog", str(catalog_file)],
+            env={"LIMNER_DATABASE_URL": url},
+        )
+        yield server
+        stop_server(server)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def platform_server(request: pytest.FixtureRequest) -> LiveServer:
+    """The platform suite runs against the server on SQLite and on PostgreSQL."""
+    name = "live_server" if request.param == "sqlite" else "postgres_live_server"
+    server: LiveServer = request.getfixturevalue(name)
+    return server
+
+
+@pytest.fixture(scope="session")
 def live_server(
     tmp_path_factory: pytest.TempPathFactory, catalog_file: Path
 ) -> Iterator[LiveServer]:

@@ -11,20 +11,20 @@ from tests.conftest import ADMIN_KEY, API_KEY, LiveServer
 
 
 @pytest.fixture()
-def admin(live_server: LiveServer) -> Iterator[openai.OpenAI]:
+def admin(platform_server: LiveServer) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(
-        base_url=live_server.api_url, admin_api_key=ADMIN_KEY, api_key="", max_retries=0
+        base_url=platform_server.api_url, admin_api_key=ADMIN_KEY, api_key="", max_retries=0
     ) as sdk:
         yield sdk
 
 
-def _client(live_server: LiveServer, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=live_server.api_url, api_key=key, max_retries=0)
+def _client(platform_server: LiveServer, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=platform_server.api_url, api_key=key, max_retries=0)
 
 
-def _new_organization(live_server: LiveServer, **body: object) -> dict[str, object]:
+def _new_organization(platform_server: LiveServer, **body: object) -> dict[str, object]:
     response = httpx.post(
-        live_server.api_url + "/limner/organizations",
+        platform_server.api_url + "/limner/organizations",
         json={"name": "customer", **body},
         headers={"authorization": f"Bearer {ADMIN_KEY}"},
     )
@@ -33,9 +33,11 @@ def _new_organization(live_server: LiveServer, **body: object) -> dict[str, obje
     return created
 
 
-def _project_key(live_server: LiveServer, organization: str, project: str, admin_key: str) -> str:
+def _project_key(
+    platform_server: LiveServer, organization: str, project: str, admin_key: str
+) -> str:
     response = httpx.post(
-        f"{live_server.api_url}/limner/organizations/{organization}/projects/{project}/api_keys",
+        f"{platform_server.api_url}/limner/organizations/{organization}/projects/{project}/api_keys",
         json={"name": "app"},
         headers={"authorization": f"Bearer {admin_key}"},
     )
@@ -65,7 +67,7 @@ def test_project_lifecycle_and_pagination(admin: openai.OpenAI) -> None:
 
 
 def test_service_account_key_is_shown_once_and_dies_with_it(
-    admin: openai.OpenAI, live_server: LiveServer
+    admin: openai.OpenAI, platform_server: LiveServer
 ) -> None:
     projects = admin.admin.organization.projects
     project = projects.create(name="backend")
@@ -73,7 +75,7 @@ def test_service_account_key_is_shown_once_and_dies_with_it(
     assert account.api_key is not None
     secret = account.api_key.value
     assert secret.startswith("sk-svcacct-")
-    with _client(live_server, secret) as sdk:
+    with _client(platform_server, secret) as sdk:
         assert any(m.id == "gpt-image-1" for m in sdk.models.list())
     keys = list(projects.api_keys.list(project.id))
     assert [k.id for k in keys] == [account.api_key.id]
@@ -81,11 +83,13 @@ def test_service_account_key_is_shown_once_and_dies_with_it(
     with pytest.raises(openai.BadRequestError):
         projects.api_keys.delete(account.api_key.id, project_id=project.id)
     projects.service_accounts.delete(account.id, project_id=project.id)
-    with _client(live_server, secret) as sdk, pytest.raises(openai.AuthenticationError):
+    with _client(platform_server, secret) as sdk, pytest.raises(openai.AuthenticationError):
         sdk.models.list()
 
 
-def test_admin_keys_and_the_key_kind_split(admin: openai.OpenAI, live_server: LiveServer) -> None:
+def test_admin_keys_and_the_key_kind_split(
+    admin: openai.OpenAI, platform_server: LiveServer
+) -> None:
     keys = admin.admin.organization.admin_api_keys
     created = keys.create(name="rotation", expires_in_seconds=3600)
     assert created.value.startswith("sk-admin-") and created.expires_at is not None
@@ -96,21 +100,27 @@ def test_admin_keys_and_the_key_kind_split(admin: openai.OpenAI, live_server: Li
     keys.delete(created.id)
     assert created.id not in [k.id for k in keys.list()]
     # Admin keys cannot generate; project keys cannot administer.
-    with _client(live_server, ADMIN_KEY) as sdk, pytest.raises(openai.AuthenticationError) as err:
+    with (
+        _client(platform_server, ADMIN_KEY) as sdk,
+        pytest.raises(openai.AuthenticationError) as err,
+    ):
         sdk.models.list()
     assert "api.model.request" in err.value.message
     response = httpx.get(
-        live_server.api_url + "/organization/projects",
+        platform_server.api_url + "/organization/projects",
         headers={"authorization": f"Bearer {API_KEY}"},
     )
     assert response.status_code == 401
     assert "admin API key" in response.json()["error"]["message"]
 
 
-def test_mismatched_organization_header(live_server: LiveServer) -> None:
+def test_mismatched_organization_header(platform_server: LiveServer) -> None:
     with (
         openai.OpenAI(
-            base_url=live_server.api_url, api_key=API_KEY, organization="org-other", max_retries=0
+            base_url=platform_server.api_url,
+            api_key=API_KEY,
+            organization="org-other",
+            max_retries=0,
         ) as sdk,
         pytest.raises(openai.AuthenticationError) as caught,
     ):
@@ -118,12 +128,12 @@ def test_mismatched_organization_header(live_server: LiveServer) -> None:
     assert caught.value.code == "mismatched_organization"
 
 
-def test_organizations_are_isolated(admin: openai.OpenAI, live_server: LiveServer) -> None:
+def test_organizations_are_isolated(admin: openai.OpenAI, platform_server: LiveServer) -> None:
     mine = admin.admin.organization.projects.create(name="operator only")
-    other = _new_organization(live_server, verified=True, tier="1")
+    other = _new_organization(platform_server, verified=True, tier="1")
     other_admin = str(other["admin_api_key"]["value"])  # type: ignore[index]
     with openai.OpenAI(
-        base_url=live_server.api_url, admin_api_key=other_admin, api_key="", max_retries=0
+        base_url=platform_server.api_url, admin_api_key=other_admin, api_key="", max_retries=0
     ) as theirs:
         listed = [p.id for p in theirs.admin.organization.projects.list(limit=100)]
         assert listed == [other["default_project_id"]]
@@ -133,18 +143,18 @@ def test_organizations_are_isolated(admin: openai.OpenAI, live_server: LiveServe
             theirs.admin.organization.projects.archive(mine.id)
     # Only the operator's admin keys may use the operator extension.
     response = httpx.get(
-        live_server.api_url + "/limner/organizations",
+        platform_server.api_url + "/limner/organizations",
         headers={"authorization": f"Bearer {other_admin}"},
     )
     assert response.status_code == 403
 
 
-def test_verification_gate_flips_on_the_next_request(live_server: LiveServer) -> None:
-    organization = _new_organization(live_server, verified=False, tier="1")
+def test_verification_gate_flips_on_the_next_request(platform_server: LiveServer) -> None:
+    organization = _new_organization(platform_server, verified=False, tier="1")
     org_id = str(organization["id"])
     admin_key = str(organization["admin_api_key"]["value"])  # type: ignore[index]
-    key = _project_key(live_server, org_id, str(organization["default_project_id"]), ADMIN_KEY)
-    with _client(live_server, key) as sdk:
+    key = _project_key(platform_server, org_id, str(organization["default_project_id"]), ADMIN_KEY)
+    with _client(platform_server, key) as sdk:
         listed = {m.id for m in sdk.models.list()}
         assert "gpt-image-1" not in listed and {"dall-e-2", "dall-e-3"} <= listed
         with pytest.raises(openai.PermissionDeniedError) as caught:
@@ -154,7 +164,7 @@ def test_verification_gate_flips_on_the_next_request(live_server: LiveServer) ->
         with pytest.raises(openai.NotFoundError):
             sdk.models.retrieve("gpt-image-1")
         flipped = httpx.post(
-            f"{live_server.api_url}/limner/organizations/{org_id}",
+            f"{platform_server.api_url}/limner/organizations/{org_id}",
             json={"verified": True},
             headers={"authorization": f"Bearer {ADMIN_KEY}"},
         )
@@ -167,12 +177,12 @@ def test_verification_gate_flips_on_the_next_request(live_server: LiveServer) ->
     assert admin_key.startswith("sk-admin-")
 
 
-def test_free_tier_is_told_which_tier_it_needs(live_server: LiveServer) -> None:
-    organization = _new_organization(live_server, verified=True, tier="free")
+def test_free_tier_is_told_which_tier_it_needs(platform_server: LiveServer) -> None:
+    organization = _new_organization(platform_server, verified=True, tier="free")
     key = _project_key(
-        live_server, str(organization["id"]), str(organization["default_project_id"]), ADMIN_KEY
+        platform_server, str(organization["id"]), str(organization["default_project_id"]), ADMIN_KEY
     )
-    with _client(live_server, key) as sdk:
+    with _client(platform_server, key) as sdk:
         with pytest.raises(openai.BadRequestError) as caught:
             sdk.images.generate(model="gpt-image-1", prompt="a red circle")
         assert caught.value.code == "below_usage_tier" and caught.value.param == "model"
@@ -180,9 +190,9 @@ def test_free_tier_is_told_which_tier_it_needs(live_server: LiveServer) -> None:
         assert "gpt-image-1" not in {m.id for m in sdk.models.list()}
 
 
-def test_operator_sets_tier_tables_and_prices(live_server: LiveServer) -> None:
+def test_operator_sets_tier_tables_and_prices(platform_server: LiveServer) -> None:
     auth = {"authorization": f"Bearer {ADMIN_KEY}"}
-    url = live_server.api_url + "/limner"
+    url = platform_server.api_url + "/limner"
     table = httpx.get(url + "/tiers", headers=auth).json()
     assert table["limits"]["gpt-image-1"]["1"] == {"rpm": 5, "tpm": 100000, "ipm": 5}
     bad = httpx.put(url + "/tiers", json={"tiers": {}, "limits": {}}, headers=auth)

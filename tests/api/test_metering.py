@@ -18,9 +18,9 @@ TEXT_IN, IMAGE_OUT = 5_000, 40_000
 
 
 @pytest.fixture()
-def admin(live_server: LiveServer) -> Iterator[openai.OpenAI]:
+def admin(platform_server: LiveServer) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(
-        base_url=live_server.api_url, admin_api_key=ADMIN_KEY, api_key="", max_retries=0
+        base_url=platform_server.api_url, admin_api_key=ADMIN_KEY, api_key="", max_retries=0
     ) as sdk:
         yield sdk
 
@@ -33,9 +33,9 @@ def _project_with_key(admin: openai.OpenAI, name: str) -> tuple[str, str]:
     return project.id, account.api_key.value
 
 
-def _generate(live_server: LiveServer, key: str) -> httpx.Response:
+def _generate(platform_server: LiveServer, key: str) -> httpx.Response:
     return httpx.post(
-        live_server.api_url + "/images/generations",
+        platform_server.api_url + "/images/generations",
         json={"model": "gpt-image-1", "prompt": "a red circle", "quality": "low"},
         headers={"authorization": f"Bearer {key}"},
         timeout=120,
@@ -43,7 +43,7 @@ def _generate(live_server: LiveServer, key: str) -> httpx.Response:
 
 
 def test_fifty_parallel_requests_against_ten_images_admit_exactly_ten(
-    admin: openai.OpenAI, live_server: LiveServer
+    admin: openai.OpenAI, platform_server: LiveServer
 ) -> None:
     project, key = _project_with_key(admin, "burst")
     rate_limits = admin.admin.organization.projects.rate_limits
@@ -67,7 +67,7 @@ def test_fifty_parallel_requests_against_ten_images_admit_exactly_ten(
 
     def one(_: int) -> httpx.Response:
         barrier.wait()
-        return _generate(live_server, key)
+        return _generate(platform_server, key)
 
     with ThreadPoolExecutor(50) as pool:
         responses = list(pool.map(one, range(50)))
@@ -109,26 +109,26 @@ def test_fifty_parallel_requests_against_ten_images_admit_exactly_ten(
 
 
 def test_project_budget_refuses_before_generating(
-    admin: openai.OpenAI, live_server: LiveServer
+    admin: openai.OpenAI, platform_server: LiveServer
 ) -> None:
     project, key = _project_with_key(admin, "budget")
     # 5 cents; a low-quality 1024x1024 costs 272 x $40/1M = 1.088 cents plus a few text tokens.
     response = httpx.post(
-        f"{live_server.api_url}/organization/projects/{project}/spend_limit",
+        f"{platform_server.api_url}/organization/projects/{project}/spend_limit",
         json={"threshold_amount": 5, "currency": "USD", "interval": "month"},
         headers={"authorization": f"Bearer {ADMIN_KEY}"},
     )
     assert response.status_code == 200, response.text
     assert response.json()["enforcement"]["status"] == "enforcing"
-    statuses = [_generate(live_server, key).status_code for _ in range(4)]
+    statuses = [_generate(platform_server, key).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 200]
-    refused = _generate(live_server, key)
+    refused = _generate(platform_server, key)
     assert refused.status_code == 429
     assert refused.json()["error"]["type"] == "insufficient_quota"
     assert refused.json()["error"]["code"] == "project_spend_limit_exceeded"
     assert refused.headers["x-should-retry"] == "false"
     # The SDK obeys x-should-retry: one attempt, no retries, despite max_retries=2.
-    with openai.OpenAI(base_url=live_server.api_url, api_key=key, max_retries=2) as sdk:
+    with openai.OpenAI(base_url=platform_server.api_url, api_key=key, max_retries=2) as sdk:
         started = time.monotonic()
         with pytest.raises(openai.RateLimitError) as caught:
             sdk.images.generate(model="gpt-image-1", prompt="a red circle", quality="low")
@@ -140,13 +140,15 @@ def test_project_budget_refuses_before_generating(
     assert sum(r.images for bucket in usage.data for r in bucket.results) == 4
 
 
-def test_failed_requests_are_never_billed(admin: openai.OpenAI, live_server: LiveServer) -> None:
+def test_failed_requests_are_never_billed(
+    admin: openai.OpenAI, platform_server: LiveServer
+) -> None:
     project, key = _project_with_key(admin, "failures")
     admin.admin.organization.projects.rate_limits.update_rate_limit(
         "rl-broken-model", project_id=project, max_images_per_1_minute=2
     )
     bad = httpx.post(
-        live_server.api_url + "/images/generations",
+        platform_server.api_url + "/images/generations",
         json={"model": "gpt-image-1", "prompt": "x", "size": "13x13"},
         headers={"authorization": f"Bearer {key}"},
     )
@@ -155,7 +157,7 @@ def test_failed_requests_are_never_billed(admin: openai.OpenAI, live_server: Liv
     # the third failure still reaches the engine instead of meeting a 429.
     for _ in range(3):
         failed = httpx.post(
-            live_server.api_url + "/images/generations",
+            platform_server.api_url + "/images/generations",
             json={"model": "broken-model", "prompt": "x", "quality": "low"},
             headers={"authorization": f"Bearer {key}"},
             timeout=60,
