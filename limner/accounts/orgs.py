@@ -273,6 +273,19 @@ class Projects:
         with self._database.transaction() as session:
             return _project_key(session, organization_id, project_id, key_id)
 
+    def expire_key(
+        self, organization_id: str, project_id: str, key_id: str, expires_in_seconds: int
+    ) -> ApiKey:
+        if not 1 <= expires_in_seconds <= AdminKeys.MAX_EXPIRY_SECONDS:
+            raise InvalidValue(
+                f"expires_in_seconds must be between 1 and {AdminKeys.MAX_EXPIRY_SECONDS}.",
+                "expires_in_seconds",
+            )
+        with self._database.transaction() as session:
+            key = _project_key(session, organization_id, project_id, key_id)
+            key.expires_at = int(time.time()) + expires_in_seconds
+            return key
+
     def delete_key(self, organization_id: str, project_id: str, key_id: str) -> None:
         with self._database.transaction() as session:
             key = _project_key(session, organization_id, project_id, key_id)

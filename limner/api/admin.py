@@ -12,7 +12,7 @@ from limner.accounts.keys import Caller
 from limner.accounts.orgs import AdminKeys, Page, Projects
 from limner.api.deps import AdminCaller
 from limner.catalog import Catalog
-from limner.errors import RateLimitNotSet
+from limner.errors import InvalidValue, RateLimitNotSet
 from limner.metering import reports
 from limner.metering.meter import Meter
 from limner.metering.pricing import load_prices
@@ -265,6 +265,35 @@ def retrieve_project_key(
     return project_key_object(
         _projects(request).get_key(caller.organization_id, project_id, key_id)
     )
+
+
+class ProjectKeyUpdate(_Body):
+    scopes: list[str] | None = None
+    expires_in_seconds: int | None = None
+
+
+@router.post("/projects/{project_id}/api_keys/{key_id}")
+def update_project_key(
+    request: Request, caller: AdminCaller, project_id: str, key_id: str, body: ProjectKeyUpdate
+) -> dict[str, Any]:
+    """Expiry can be set; scopes cannot: Limner keys are not scoped, so a restricted list is
+    refused rather than stored and silently ignored. `scopes: []` ("all") is accepted."""
+    if body.scopes is None and body.expires_in_seconds is None:
+        raise InvalidValue("Provide at least one of `scopes` or `expires_in_seconds`.", None)
+    if body.scopes:
+        raise InvalidValue(
+            "Limner API keys are not scoped: every project key may call every model endpoint. "
+            "Send `scopes: []` or leave it out.",
+            "scopes",
+        )
+    projects = _projects(request)
+    if body.expires_in_seconds is not None:
+        key = projects.expire_key(
+            caller.organization_id, project_id, key_id, body.expires_in_seconds
+        )
+    else:
+        key = projects.get_key(caller.organization_id, project_id, key_id)
+    return project_key_object(key)
 
 
 @router.delete("/projects/{project_id}/api_keys/{key_id}")

@@ -1,6 +1,7 @@
 """The admin API through the official SDK's admin client, against the live server: projects,
 keys, service accounts, admin keys, the key-kind split, verification and tiers per key."""
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -222,3 +223,19 @@ def test_operator_sets_tier_tables_and_prices(platform_server: LiveServer) -> No
             response = http.put(url + "/prices", json={"models": models})
             assert response.status_code == 200, response.text
             assert ("limner-mini" in response.json()["models"]) == bool(models)
+
+
+def test_project_key_expiry_and_unscoped_keys(
+    admin: openai.OpenAI, platform_server: LiveServer
+) -> None:
+    projects = admin.admin.organization.projects
+    project = projects.create(name="expiring")
+    account = projects.service_accounts.create(project.id, name="app")
+    assert account.api_key is not None
+    key_id = account.api_key.id
+    updated = projects.api_keys.update(key_id, project_id=project.id, expires_in_seconds=3600)
+    assert updated.expires_at is not None and updated.expires_at > time.time() + 3500
+    with pytest.raises(openai.BadRequestError) as caught:
+        projects.api_keys.update(key_id, project_id=project.id, scopes=["api.model.read"])
+    assert caught.value.param == "scopes"
+    assert projects.api_keys.update(key_id, project_id=project.id, scopes=[]).id == key_id
