@@ -1,5 +1,8 @@
 """Issue 5: the time the platform adds to one image request (auth + rate limits + metering).
 
+(The issue names it bench/platform.py; that name would shadow the standard library's `platform`
+module for every script run from bench/.)
+
 In one process, on a fresh database (SQLite under a temp dir by default, or --database-url),
 times N rounds of what the platform does for each image request:
 
@@ -10,22 +13,18 @@ times N rounds of what the platform does for each image request:
 and prints p50 and p99 of their sum (goal: p50 ≤ 2 ms), plus each part's p50. The limits are
 raised so that no request is refused. Use --redis-url to time the limiter shared through Redis.
 
-    python bench/platform.py [--rounds 2000] [--database-url URL] [--redis-url URL]
+    python bench/platform_latency.py [--rounds 2000] [--database-url URL] [--redis-url URL]
 """
 
+import argparse
+import statistics
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-# This file's name shadows the standard library's `platform` (which SQLAlchemy imports) when
-# bench/ is first on sys.path, as it is for `python bench/platform.py`; the repository root
-# takes its place.
 REPO = Path(__file__).resolve().parents[1]
-sys.path[0] = str(REPO)
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+sys.path.insert(0, str(REPO))
 
 from limner.accounts.keys import KeyStore  # noqa: E402
 from limner.accounts.orgs import OPERATOR_ORGANIZATION_ID, Organizations, Projects  # noqa: E402
