@@ -23,6 +23,7 @@ OPERATOR_ORGANIZATION_ID = "org-operator"
 OPERATOR_PROJECT_ID = "proj_operator_default"
 TIERS = ("free", "1", "2", "3", "4", "5")
 TOP_TIER = "5"
+MAX_EXPIRY_SECONDS = 31_536_000  # a year, OpenAI's bound for admin keys
 
 Row = TypeVar("Row", Project, ServiceAccount, ApiKey)
 
@@ -276,14 +277,10 @@ class Projects:
     def expire_key(
         self, organization_id: str, project_id: str, key_id: str, expires_in_seconds: int
     ) -> ApiKey:
-        if not 1 <= expires_in_seconds <= AdminKeys.MAX_EXPIRY_SECONDS:
-            raise InvalidValue(
-                f"expires_in_seconds must be between 1 and {AdminKeys.MAX_EXPIRY_SECONDS}.",
-                "expires_in_seconds",
-            )
+        expires_at = _expires_at(expires_in_seconds)
         with self._database.transaction() as session:
             key = _project_key(session, organization_id, project_id, key_id)
-            key.expires_at = int(time.time()) + expires_in_seconds
+            key.expires_at = expires_at
             return key
 
     def delete_key(self, organization_id: str, project_id: str, key_id: str) -> None:
@@ -399,22 +396,13 @@ class Projects:
 class AdminKeys:
     """Organization-wide admin keys."""
 
-    MAX_EXPIRY_SECONDS = 31_536_000
-
     def __init__(self, database: Database) -> None:
         self._database = database
 
     def create(
         self, organization_id: str, name: str, expires_in_seconds: int | None = None
     ) -> tuple[ApiKey, str]:
-        expires_at = None
-        if expires_in_seconds is not None:
-            if not 1 <= expires_in_seconds <= self.MAX_EXPIRY_SECONDS:
-                raise InvalidValue(
-                    f"expires_in_seconds must be between 1 and {self.MAX_EXPIRY_SECONDS}.",
-                    "expires_in_seconds",
-                )
-            expires_at = int(time.time()) + expires_in_seconds
+        expires_at = None if expires_in_seconds is None else _expires_at(expires_in_seconds)
         with self._database.transaction() as session:
             _organization(session, organization_id)
             return insert_key(
@@ -545,6 +533,15 @@ def _name(value: str) -> str:
     if not value or len(value) > 200:
         raise InvalidValue("name must be 1 to 200 characters.", "name")
     return value
+
+
+def _expires_at(expires_in_seconds: int) -> int:
+    if not 1 <= expires_in_seconds <= MAX_EXPIRY_SECONDS:
+        raise InvalidValue(
+            f"expires_in_seconds must be between 1 and {MAX_EXPIRY_SECONDS}.",
+            "expires_in_seconds",
+        )
+    return int(time.time()) + expires_in_seconds
 
 
 def _cents(value: int | None) -> int | None:

@@ -516,14 +516,7 @@ def list_project_rate_limits(
     if after is not None:
         ids = [row["id"] for row in rows]
         rows = rows[ids.index(after) + 1 :] if after in ids else []
-    page = rows[:limit]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": len(rows) > limit,
-    }
+    return list_object(Page(rows[:limit], len(rows) > limit), dict)
 
 
 @router.post("/projects/{project_id}/rate_limits/{rate_limit_id}")

@@ -110,7 +110,7 @@ class ImageService:
 
     def _check_access(self, caller: Caller, request: ResolvedRequest) -> None:
         """Before any input is decoded or compute spent: verification, then tier."""
-        check_model_access(caller, self._catalog.resolve(request.model), self._tiers.table())
+        check_model_access(caller, request.entry, self._tiers.table())
 
     async def _run(
         self,

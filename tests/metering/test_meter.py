@@ -51,6 +51,28 @@ def _setup(database: Database, tier: str = "1") -> tuple[Meter, str, str]:
     return meter, organization.id, project.id
 
 
+def _bill(
+    database: Database, organization: str, project: str, request_id: str, nano: int, when: int
+) -> None:
+    """Record a delivered dall-e-2 request costing `nano`, straight through the ledger."""
+    bill = Delivery(
+        request_id=request_id,
+        organization_id=organization,
+        project_id=project,
+        api_key_id="key_test",
+        model="dall-e-2",
+        source="image.generation",
+        size="1024x1024",
+        quality="standard",
+        images=1,
+        text_input_tokens=0,
+        image_input_tokens=0,
+        image_output_tokens=0,
+    )
+    with database.transaction() as session:
+        record_delivery(session, bill, Cost(0, 0, nano), when)
+
+
 def _rows(database: Database) -> int:
     with database.transaction() as session:
         return int(session.scalar(select(func.count()).select_from(UsageRecord)) or 0)
@@ -132,22 +154,7 @@ def test_tier_usage_limit(database: Database) -> None:
     )
     admitted = meter.admit(charge, now=NOW)
     assert admitted.cost.total == 20_000_000
-    big = Delivery(
-        request_id="big",
-        organization_id=organization,
-        project_id=project,
-        api_key_id="key_test",
-        model="dall-e-2",
-        source="image.generation",
-        size="1024x1024",
-        quality="standard",
-        images=4999,
-        text_input_tokens=0,
-        image_input_tokens=0,
-        image_output_tokens=0,
-    )
-    with database.transaction() as session:
-        record_delivery(session, big, Cost(0, 0, 100 * 10**9 - 10_000_000), NOW)
+    _bill(database, organization, project, "big", 100 * 10**9 - 10_000_000, NOW)
     with pytest.raises(OrganizationUsageLimitExceeded) as caught:
         meter.admit(charge, now=NOW)
     assert "tier free" in caught.value.message
@@ -163,22 +170,7 @@ def test_tiers_rise_with_payments_and_time(database: Database) -> None:
     organizations = Organizations(database)
 
     def paid(request_id: str, dollars: int, when: int) -> None:
-        bill = Delivery(
-            request_id=request_id,
-            organization_id=organization,
-            project_id=project,
-            api_key_id="key_test",
-            model="dall-e-2",
-            source="image.generation",
-            size="1024x1024",
-            quality="standard",
-            images=1,
-            text_input_tokens=0,
-            image_input_tokens=0,
-            image_output_tokens=0,
-        )
-        with database.transaction() as session:
-            record_delivery(session, bill, Cost(0, 0, dollars * 10**9), when)
+        _bill(database, organization, project, request_id, dollars * 10**9, when)
 
     def deliver_one(request_id: str) -> str:
         charge = _charge(
