@@ -3,8 +3,9 @@
 (The issue names it bench/platform.py; that name would shadow the standard library's `platform`
 module for every script run from bench/.)
 
-In one process, on a fresh database (SQLite under a temp dir by default, or --database-url),
-times N rounds of what the platform does for each image request:
+In one process, on a fresh database (SQLite under a temp dir by default, or --database-url: on
+PostgreSQL a throwaway schema, dropped afterwards), times N rounds of what the platform does for
+each image request:
 
     KeyStore.authenticate  (the key, its organization and project, in one query)
     Meter.admit            (prices, budgets: this month's spend, rate limits: every quota at once)
@@ -17,11 +18,16 @@ raised so that no request is refused. Use --redis-url to time the limiter shared
 """
 
 import argparse
+import secrets
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from sqlalchemy import create_engine, make_url, text
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -34,6 +40,29 @@ from limner.metering.tiers import TierBook, TierTable  # noqa: E402
 from limner.storage.db import Database, make_engine, upgrade  # noqa: E402
 
 
+@contextmanager
+def fresh_database(url: str | None, home: Path) -> Iterator[str]:
+    """A URL to an empty database: a SQLite file under `home`, or on PostgreSQL a new schema
+    (its tables left behind by an earlier run would turn every delivery into a duplicate)."""
+    if url is None:
+        yield f"sqlite:///{home / 'bench.db'}"
+        return
+    if not url.startswith("postgresql"):
+        yield url
+        return
+    schema = f"bench_{secrets.token_hex(4)}"
+    admin = create_engine(url)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2000)
@@ -41,8 +70,10 @@ def main() -> None:
     parser.add_argument("--redis-url")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as home:
-        url = args.database_url or f"sqlite:///{Path(home) / 'bench.db'}"
+    with (
+        tempfile.TemporaryDirectory() as home,
+        fresh_database(args.database_url, Path(home)) as url,
+    ):
         database = Database(make_engine(url))
         upgrade(database.engine)
         Organizations(database).bootstrap(None, None)
@@ -72,6 +103,8 @@ def main() -> None:
         meter = Meter(database, TierBook(database, roomy), build_rate_limiter(args.redis_url))
         timings: dict[str, list[float]] = {"authenticate": [], "admit": [], "deliver": []}
         totals = []
+        # Request ids unique to this run: an id billed before would make deliver a no-op.
+        run = secrets.token_hex(4)
         for round_ in range(args.rounds + 50):
             started = time.perf_counter()
             caller = keys.authenticate(f"Bearer {secret}")
@@ -94,7 +127,7 @@ def main() -> None:
                 )
             )
             checked = time.perf_counter()
-            meter.deliver(admitted, f"req_{round_}")
+            meter.deliver(admitted, f"req_{run}_{round_}")
             done = time.perf_counter()
             if round_ < 50:  # warm-up: connection pool, statement caches
                 continue

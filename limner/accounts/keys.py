@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from limner.errors import AuthenticationFailed, MismatchedOrganization, MismatchedProject
-from limner.storage.db import Database
+from limner.storage.db import Database, core_table
 from limner.storage.tables import ApiKey, Organization, Project, ServiceAccount
 
 KeyKind = Literal["admin", "project", "service_account"]
@@ -28,6 +28,47 @@ PREFIXES: dict[KeyKind, str] = {
 }
 # last_used_at is informational; writing it on every request would add a write per request.
 _LAST_USED_RESOLUTION = 60
+
+_key_table = core_table(ApiKey)
+_keys = _key_table.c
+_organizations = core_table(Organization).c
+_projects = core_table(Project).c
+_accounts = core_table(ServiceAccount).c
+# Built once: a statement object memoizes its cache key, so each request only binds the hash.
+# The organization's row is read in the same query, never cached, so a verification, tier or
+# revocation change is seen by the very next request on every process.
+_FIND_KEY = (
+    select(
+        _keys.id.label("key_id"),
+        _keys.kind,
+        _keys.project_id,
+        _keys.last_used_at,
+        _keys.expires_at,
+        _keys.revoked_at,
+        _organizations.id.label("organization_id"),
+        _organizations.verified_at,
+        _organizations.tier,
+        _organizations.is_operator,
+        _projects.archived_at,
+        _accounts.deleted_at,
+    )
+    .select_from(
+        _key_table.join(core_table(Organization), _organizations.id == _keys.organization_id)
+        .outerjoin(core_table(Project), _projects.id == _keys.project_id)
+        .outerjoin(core_table(ServiceAccount), _accounts.id == _keys.service_account_id)
+    )
+    .where(_keys.key_hash == bindparam("key_hash"))
+)
+# The staleness test in the WHERE clause keeps concurrent processes from rewriting the same
+# value: only the first request in a resolution period writes.
+_TOUCH_KEY = (
+    update(_key_table)
+    .where(
+        _keys.id == bindparam("key_id"),
+        or_(_keys.last_used_at.is_(None), _keys.last_used_at <= bindparam("stale")),
+    )
+    .values(last_used_at=bindparam("now"))
+)
 
 
 @dataclass(frozen=True)
@@ -113,31 +154,37 @@ class KeyStore:
     ) -> Caller:
         key = _bearer(authorization)
         now = int(time.time())
-        with self._database.transaction() as session:
-            found = session.execute(
-                select(ApiKey, Organization, Project, ServiceAccount)
-                .join(Organization, Organization.id == ApiKey.organization_id)
-                .outerjoin(Project, Project.id == ApiKey.project_id)
-                .outerjoin(ServiceAccount, ServiceAccount.id == ApiKey.service_account_id)
-                .where(ApiKey.key_hash == hash_key(key))
-            ).first()
-            if found is None or not _usable(*found, now=now):
+        # Core rather than an ORM Session: this runs on every request, and the Session's
+        # identity map and unit of work cost more than the one indexed SELECT they wrap.
+        with self._database.read() as connection:
+            found = connection.execute(_FIND_KEY, {"key_hash": hash_key(key)}).first()
+            if found is None or not _usable(
+                now,
+                revoked_at=found.revoked_at,
+                expires_at=found.expires_at,
+                archived_at=found.archived_at,
+                deleted_at=found.deleted_at,
+            ):
                 raise AuthenticationFailed(
                     f"Incorrect API key provided: {_redact_any(key)}. You can find your API key "
                     "with `limner keys list` or create one with `limner keys create`."
                 )
-            row, organization, _project, _account = found
-            if row.last_used_at is None or now - row.last_used_at >= _LAST_USED_RESOLUTION:
-                session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
-            caller = Caller(
-                key_id=row.id,
-                kind=_kind(row.kind),
-                organization_id=organization.id,
-                project_id=row.project_id,
-                verified=organization.verified_at is not None,
-                tier=organization.tier,
-                is_operator=organization.is_operator,
-            )
+            last_used_at: int | None = found.last_used_at
+            if last_used_at is None or now - last_used_at >= _LAST_USED_RESOLUTION:
+                connection.execute(
+                    _TOUCH_KEY,
+                    {"key_id": found.key_id, "now": now, "stale": now - _LAST_USED_RESOLUTION},
+                )
+                connection.commit()
+        caller = Caller(
+            key_id=found.key_id,
+            kind=_kind(found.kind),
+            organization_id=found.organization_id,
+            project_id=found.project_id,
+            verified=found.verified_at is not None,
+            tier=found.tier,
+            is_operator=bool(found.is_operator),
+        )
         _check_headers(caller, organization_header, project_header)
         return caller
 
@@ -159,18 +206,18 @@ class KeyStore:
 
 
 def _usable(
-    row: ApiKey,
-    _organization: Organization,
-    project: Project | None,
-    account: ServiceAccount | None,
-    *,
     now: int,
+    *,
+    revoked_at: int | None,
+    expires_at: int | None,
+    archived_at: int | None,
+    deleted_at: int | None,
 ) -> bool:
-    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+    """Not revoked or expired; its project (if any) not archived, its service account (if any)
+    not deleted: outer joins read NULL for a key that has neither."""
+    if revoked_at is not None or (expires_at is not None and expires_at <= now):
         return False
-    if project is not None and project.archived_at is not None:
-        return False
-    return account is None or account.deleted_at is None
+    return archived_at is None and deleted_at is None
 
 
 def _kind(value: str) -> KeyKind:

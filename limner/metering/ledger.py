@@ -1,22 +1,37 @@
 """The usage ledger: one row per delivered request, billed exactly once, and spend read-outs.
 
-A row is written in the caller's session, so it commits or rolls back with whatever marks the
-request delivered. The request id is unique in the table; a retried delivery of the same request
-inserts nothing. Costs are integer nano-dollars, priced at delivery time, so later price changes
-never rewrite history and every sum is exact.
+A row is written in the caller's transaction (an ORM Session or a Core Connection), so it
+commits or rolls back with whatever marks the request delivered. The request id is unique in the
+table; a retried delivery of the same request inserts nothing. Costs are integer nano-dollars,
+priced at delivery time, so later price changes never rewrite history and every sum is exact.
 """
 
 import calendar
 import datetime
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Insert,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from limner.metering.pricing import Cost
+from limner.storage.db import core_table
 from limner.storage.tables import SpendTotal, UsageRecord
 
 
@@ -38,28 +53,56 @@ class Delivery:
     image_output_tokens: int
 
 
-def record_delivery(session: Session, delivery: Delivery, cost: Cost, now: int) -> bool:
+def record_delivery(
+    session: Session | Connection, delivery: Delivery, cost: Cost, now: int
+) -> bool:
     """Add the usage row for `delivery` to the caller's transaction; False if already billed.
 
     Never raises for a duplicate and never leaves the caller's transaction unusable: the unique
     request id is the final guard, met with INSERT ... ON CONFLICT DO NOTHING on SQLite and
-    PostgreSQL (a SAVEPOINT elsewhere).
+    PostgreSQL (a SAVEPOINT elsewhere). The month's running totals (organization and project)
+    grow in the same transaction, only when the row went in.
     """
     values = _row(delivery, cost, now)
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
+    dialect = _dialect(session)
+    month = month_start(now)
+    # The organization's total ("" project) first, then the project's; a delivery without a
+    # project counts once.
+    projects = ("", delivery.project_id) if delivery.project_id else ("",)
+    spend = [
+        {
+            "organization_id": delivery.organization_id,
+            "project_id": project_id,
+            "month": month,
+            "amount": cost.total,
+        }
+        for project_id in projects
+    ]
+    if dialect == "postgresql":
+        # One round trip: the usage row and the totals in a single statement, which returns
+        # rows only when the usage row went in.
+        statement = _recorded_with_spend(with_project=len(projects) == 2)
+        parameters = {**values, **spend[-1]}
+        return session.execute(statement, parameters).first() is not None
+    if dialect == "sqlite":
         inserted = _insert_unless_present(session, dialect, values)
     else:
         inserted = _insert_in_savepoint(session, values)
     if inserted:
-        month = month_start(now)
-        for project_id in ("", delivery.project_id):
-            _add_spend(session, dialect, delivery.organization_id, project_id, month, cost.total)
+        if dialect == "sqlite":
+            session.execute(_SQLITE_ADD_SPEND, spend)
+        else:
+            for project_id in projects:
+                _add_spend(session, delivery.organization_id, project_id, month, cost.total)
     return inserted
 
 
 def month_spend(
-    session: Session, month: int, *, organization_id: str, project_id: str | None = None
+    session: Session | Connection,
+    month: int,
+    *,
+    organization_id: str,
+    project_id: str | None = None,
 ) -> int:
     """Nano-dollars delivered in the month starting at `month` (see `month_start`), from the
     running totals: one row, however many requests the month holds."""
@@ -80,7 +123,11 @@ def month_start(now: int) -> int:
 
 
 def spend_since(
-    session: Session, since: int, *, organization_id: str, project_id: str | None = None
+    session: Session | Connection,
+    since: int,
+    *,
+    organization_id: str,
+    project_id: str | None = None,
 ) -> int:
     """Nano-dollars recorded at or after `since` for an organization, or one of its projects."""
     total = UsageRecord.text_input_cost + UsageRecord.image_input_cost
@@ -92,6 +139,26 @@ def spend_since(
         query = query.where(UsageRecord.project_id == project_id)
     # PostgreSQL's SUM(bigint) is numeric (a Decimal here), SQLite's an int: both exact.
     return int(session.scalar(query) or 0)
+
+
+_USAGE_COLUMNS = (
+    "request_id",
+    "created_at",
+    "organization_id",
+    "project_id",
+    "api_key_id",
+    "model",
+    "source",
+    "size",
+    "quality",
+    "images",
+    "text_input_tokens",
+    "image_input_tokens",
+    "image_output_tokens",
+    "text_input_cost",
+    "image_input_cost",
+    "image_output_cost",
+)
 
 
 def _row(delivery: Delivery, cost: Cost, now: int) -> dict[str, Any]:
@@ -115,50 +182,105 @@ def _row(delivery: Delivery, cost: Cost, now: int) -> dict[str, Any]:
     }
 
 
-def _insert_unless_present(session: Session, dialect: str, values: dict[str, Any]) -> bool:
+_usage = core_table(UsageRecord)
+_spend = core_table(SpendTotal)
+_SPEND_KEY = ("organization_id", "project_id", "month")
+
+
+def _dialect(session: Session | Connection) -> str:
+    if isinstance(session, Connection):
+        return session.dialect.name
+    return session.get_bind().dialect.name
+
+
+@cache
+def _insert_usage(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT (request_id) DO NOTHING RETURNING id, built once per dialect (a
+    reused statement keeps its compiled form; building one per call cost more than running it).
+    RETURNING says whether a row went in; rowcount is not reliable here on psycopg."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_usage)
+        .values({name: bindparam(name) for name in _USAGE_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["request_id"])
+        .returning(_usage.c.id)
+    )
+
+
+def _insert_unless_present(
+    session: Session | Connection, dialect: str, values: dict[str, Any]
+) -> bool:
     # No savepoint here on purpose: pysqlite's SAVEPOINT handling can end the caller's
     # transaction early when the savepoint is its first statement.
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(UsageRecord)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["request_id"])
-        # RETURNING says whether a row went in; rowcount is not reliable here on psycopg.
-        .returning(UsageRecord.id)
+    return session.execute(_insert_usage(dialect), values).first() is not None
+
+
+def _sqlite_add_spend() -> Insert:
+    """amount += cost for one (organization, project, month) row, created on first use: an
+    atomic upsert, so concurrent deliveries never lose an addition. Run once per row as an
+    executemany: a multi-row VALUES statement cannot be cached, and compiling it on every
+    delivery cost more than the commit."""
+    statement = sqlite.insert(_spend).values(
+        {name: bindparam(name) for name in (*_SPEND_KEY, "amount")}
     )
-    return session.execute(statement).first() is not None
+    return statement.on_conflict_do_update(
+        index_elements=list(_SPEND_KEY),
+        set_={"amount": _spend.c.amount + statement.excluded.amount},
+    )
+
+
+_SQLITE_ADD_SPEND = _sqlite_add_spend()
+
+
+@cache
+def _recorded_with_spend(*, with_project: bool) -> Insert:
+    """PostgreSQL: the usage row's guarded insert as a data-modifying CTE, feeding the upsert of
+    the month's totals, so the totals grow only when the row went in:
+
+        WITH recorded AS (INSERT INTO usage_records ... ON CONFLICT DO NOTHING RETURNING id)
+        INSERT INTO spend_totals SELECT ... FROM recorded [UNION ALL SELECT ... FROM recorded]
+        ON CONFLICT (organization_id, project_id, month) DO UPDATE SET amount = amount + ...
+        RETURNING amount
+
+    The organization's row comes first in every statement, so concurrent deliveries lock rows
+    in the same order and cannot deadlock one another."""
+    recorded = _insert_usage("postgresql").cte("recorded")
+    # Typed casts: untyped parameters in a UNION would otherwise resolve to text.
+    organization_id = cast(bindparam("organization_id"), String)
+    month, amount = cast(bindparam("month"), BigInteger), cast(bindparam("amount"), BigInteger)
+    branches = [select(organization_id, literal(""), month, amount).select_from(recorded)]
+    if with_project:
+        project_id = cast(bindparam("project_id"), String)
+        branches.append(select(organization_id, project_id, month, amount).select_from(recorded))
+    source = branches[0] if len(branches) == 1 else union_all(*branches)
+    statement = postgresql.insert(_spend).from_select([*_SPEND_KEY, "amount"], source)
+    return statement.on_conflict_do_update(
+        index_elements=list(_SPEND_KEY),
+        set_={"amount": _spend.c.amount + statement.excluded.amount},
+    ).returning(_spend.c.amount)
 
 
 def _add_spend(
-    session: Session, dialect: str, organization_id: str, project_id: str, month: int, amount: int
+    session: Session | Connection, organization_id: str, project_id: str, month: int, amount: int
 ) -> None:
-    """amount += cost for one (organization, project, month) row, created on first use; an
-    atomic upsert, so concurrent deliveries never lose an addition."""
+    """amount += cost under a row lock, for dialects without INSERT ... ON CONFLICT."""
     key = {"organization_id": organization_id, "project_id": project_id, "month": month}
-    if dialect in ("sqlite", "postgresql"):
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(SpendTotal).values(**key, amount=amount)
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=list(key), set_={"amount": SpendTotal.amount + amount}
-            )
-        )
-        return
-    row = session.get(SpendTotal, key, with_for_update=True)
-    if row is None:
-        session.add(SpendTotal(**key, amount=amount))
+    where = [_spend.c[name] == value for name, value in key.items()]
+    present = session.execute(select(_spend.c.amount).where(*where).with_for_update()).first()
+    if present is None:
+        session.execute(insert(_spend).values(**key, amount=amount))
     else:
-        row.amount += amount
+        session.execute(update(_spend).where(*where).values(amount=_spend.c.amount + amount))
 
 
-def _insert_in_savepoint(session: Session, values: dict[str, Any]) -> bool:
+def _insert_in_savepoint(session: Session | Connection, values: dict[str, Any]) -> bool:
     try:
         with session.begin_nested():
-            session.add(UsageRecord(**values))
+            session.execute(insert(_usage).values(values))
     except IntegrityError:
         # Only a concurrent insert of the same request id is expected; anything else is a bug.
         present = session.scalar(
-            select(UsageRecord.id).where(UsageRecord.request_id == values["request_id"])
+            select(_usage.c.id).where(_usage.c.request_id == values["request_id"])
         )
         if present is None:
             raise

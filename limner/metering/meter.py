@@ -14,7 +14,7 @@ quota of the request at once (organization and project; requests, tokens, images
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from limner.errors import (
@@ -26,7 +26,7 @@ from limner.errors import (
     RateLimitNotSet,
     TokensRateLimited,
 )
-from limner.metering.ledger import Delivery, month_spend, month_start, record_delivery
+from limner.metering.ledger import Delivery, month_start, record_delivery
 from limner.metering.limits import (
     Admission,
     Quota,
@@ -35,8 +35,8 @@ from limner.metering.limits import (
     refusal_message,
 )
 from limner.metering.pricing import Cost, PriceTable, load_prices
-from limner.metering.tiers import TIER_NAMES, ModelLimits, TierBook
-from limner.storage.db import Database
+from limner.metering.tiers import TIER_NAMES, ModelLimits, TierBook, TierTable
+from limner.storage.db import Database, core_table
 from limner.storage.tables import (
     Organization,
     Project,
@@ -47,6 +47,87 @@ from limner.storage.tables import (
 
 _NANO_PER_CENT = 10_000_000
 PRICE_REFRESH_SECONDS = 5
+
+_organizations = core_table(Organization)
+_projects = core_table(Project)
+_overrides_table = core_table(ProjectRateLimit)
+_spend = core_table(SpendTotal)
+_usage = core_table(UsageRecord)
+_organization_spend = _spend.alias("organization_spend")
+_project_spend = _spend.alias("project_spend")
+
+# Built once: a statement object memoizes its cache key, so each request only binds values.
+_ADMISSION = (
+    select(
+        _organizations.c.tier,
+        _organizations.c.spend_limit_cents.label("organization_limit_cents"),
+        _projects.c.spend_limit_cents.label("project_limit_cents"),
+        _overrides_table.c.max_requests_per_1_minute,
+        _overrides_table.c.max_tokens_per_1_minute,
+        _overrides_table.c.max_images_per_1_minute,
+        _organization_spend.c.amount.label("organization_spend"),
+        _project_spend.c.amount.label("project_spend"),
+    )
+    .select_from(
+        _projects.join(_organizations, _organizations.c.id == _projects.c.organization_id)
+        .outerjoin(
+            _overrides_table,
+            and_(
+                _overrides_table.c.project_id == _projects.c.id,
+                _overrides_table.c.model == bindparam("model"),
+            ),
+        )
+        .outerjoin(
+            _organization_spend,
+            and_(
+                _organization_spend.c.organization_id == _organizations.c.id,
+                _organization_spend.c.project_id == "",
+                _organization_spend.c.month == bindparam("month"),
+            ),
+        )
+        .outerjoin(
+            _project_spend,
+            and_(
+                _project_spend.c.organization_id == _organizations.c.id,
+                _project_spend.c.project_id == _projects.c.id,
+                _project_spend.c.month == bindparam("month"),
+            ),
+        )
+    )
+    .where(_projects.c.id == bindparam("project_id"))
+)
+
+# What tier qualification needs, in one query: everything paid (the organization's monthly
+# totals), and when it first paid (its first usage record on or after its first month).
+_organization_totals = (
+    _spend.c.organization_id == bindparam("organization_id"),
+    _spend.c.project_id == "",
+)
+_first_month = select(func.min(_spend.c.month)).where(*_organization_totals).scalar_subquery()
+_TIER_PROGRESS = select(
+    _organizations.c.tier,
+    select(func.coalesce(func.sum(_spend.c.amount), 0))
+    .where(*_organization_totals)
+    .scalar_subquery()
+    .label("paid"),
+    select(func.min(_usage.c.created_at))
+    .where(
+        _usage.c.organization_id == bindparam("organization_id"),
+        _usage.c.created_at >= func.coalesce(_first_month, 0),
+    )
+    .scalar_subquery()
+    .label("first_paid"),
+).where(_organizations.c.id == bindparam("organization_id"))
+# Only ever upwards: guarded in SQL too, so that two deliveries deciding at once on different
+# snapshots cannot bring a tier back down.
+_RAISE_TIER = (
+    update(_organizations)
+    .where(
+        _organizations.c.id == bindparam("organization_id"),
+        _organizations.c.tier.in_(bindparam("lower_tiers", expanding=True)),
+    )
+    .values(tier=bindparam("tier"))
+)
 
 
 @dataclass(frozen=True)
@@ -89,66 +170,80 @@ class Meter:
 
     def admit(self, charge: Charge, now: int | None = None) -> Admitted:
         now = int(time.time()) if now is None else now
-        with self._database.transaction() as session:
-            cost = self._prices(session, now).cost(
-                charge.model,
-                text_input_tokens=charge.text_input_tokens,
-                image_input_tokens=charge.image_input_tokens,
-                image_output_tokens=charge.image_output_tokens,
-                images=charge.images,
-                quality=charge.quality,
-                size=charge.size,
-            )
-            # The organization, the project and its own limits for this model: one query.
-            found = session.execute(
-                select(Organization, Project, ProjectRateLimit)
-                .join(Organization, Organization.id == Project.organization_id)
-                .outerjoin(
-                    ProjectRateLimit,
-                    (ProjectRateLimit.project_id == Project.id)
-                    & (ProjectRateLimit.model == charge.model),
-                )
-                .where(Project.id == charge.project_id)
+        # Core on one pooled connection rather than an ORM Session: this runs on every request,
+        # and the Session's bookkeeping cost more than the one query it wraps.
+        with self._database.read() as connection:
+            prices = self._prices(connection, now)
+            # The organization, the project, its own limits for this model and this month's
+            # spend of both: one query, never cached, so the operator's changes and every
+            # process's deliveries count from the very next request.
+            found = connection.execute(
+                _ADMISSION,
+                {"project_id": charge.project_id, "model": charge.model, "month": month_start(now)},
             ).first()
-            if found is None:
-                raise LookupError("the caller's project is gone")
-            organization, project, overrides = found
-            self._check_budgets(session, cost, organization, project, now)
-        quotas = self._quotas(charge, overrides)
+        if found is None:
+            raise LookupError("the caller's project is gone")
+        cost = prices.cost(
+            charge.model,
+            text_input_tokens=charge.text_input_tokens,
+            image_input_tokens=charge.image_input_tokens,
+            image_output_tokens=charge.image_output_tokens,
+            images=charge.images,
+            quality=charge.quality,
+            size=charge.size,
+        )
+        tiers = self._tiers.table()
+        _check_budgets(
+            tiers,
+            cost,
+            Budget(
+                tier=found.tier,
+                organization_limit_cents=found.organization_limit_cents,
+                organization_spend=int(found.organization_spend or 0),
+                project_id=charge.project_id,
+                project_limit_cents=found.project_limit_cents,
+                project_spend=int(found.project_spend or 0),
+            ),
+        )
+        organization_limits = _organization_limits(tiers, charge.model, charge.tier)
+        project_limits = _project_limits(
+            organization_limits,
+            found.max_requests_per_1_minute,
+            found.max_tokens_per_1_minute,
+            found.max_images_per_1_minute,
+        )
+        quotas = _quotas(charge, organization_limits, project_limits)
         admission = self._limiter.acquire(quotas)
         headers = rate_limit_headers(admission)
         if not admission.admitted:
             raise _refusal(admission, charge, headers)
         return Admitted(charge, cost, quotas, headers)
 
-    def _advance_tier(self, session: Session, organization_id: str, now: int) -> None:
+    def _advance_tier(self, connection: Connection, organization_id: str, now: int) -> None:
         """Tiers rise on their own once an organization has paid enough for long enough (what
         it was billed counts as paid here); they never fall, and the operator may set any."""
-        paid, first = session.execute(
-            select(func.coalesce(func.sum(SpendTotal.amount), 0), func.min(SpendTotal.month)).where(
-                SpendTotal.organization_id == organization_id, SpendTotal.project_id == ""
+        found = connection.execute(_TIER_PROGRESS, {"organization_id": organization_id}).first()
+        if found is None:
+            return
+        days = (now - (found.first_paid or now)) / 86_400
+        earned = self._tiers.table().qualifying_tier(int(found.paid or 0), days)
+        rank = TIER_NAMES.index(earned)
+        if rank > TIER_NAMES.index(found.tier):
+            connection.execute(
+                _RAISE_TIER,
+                {
+                    "organization_id": organization_id,
+                    "tier": earned,
+                    "lower_tiers": list(TIER_NAMES[:rank]),
+                },
             )
-        ).one()
-        first_paid = session.scalar(
-            select(func.min(UsageRecord.created_at)).where(
-                UsageRecord.organization_id == organization_id,
-                UsageRecord.created_at >= (first or 0),
-            )
-        )
-        days = (now - (first_paid or now)) / 86_400
-        earned = self._tiers.table().qualifying_tier(int(paid or 0), days)
-        organization = session.get(Organization, organization_id)
-        if organization is not None and TIER_NAMES.index(earned) > TIER_NAMES.index(
-            organization.tier
-        ):
-            organization.tier = earned
 
-    def _prices(self, session: Session, now: int) -> PriceTable:
+    def _prices(self, connection: Connection, now: int) -> PriceTable:
         """The price table, re-read from the database at most every few seconds: operator
         changes reach every process within PRICE_REFRESH_SECONDS without a query per request."""
         cached = self._price_cache
         if cached is None or now - cached[0] >= PRICE_REFRESH_SECONDS:
-            cached = (now, load_prices(session))
+            cached = (now, load_prices(connection))
             self._price_cache = cached
         return cached[1]
 
@@ -170,10 +265,10 @@ class Meter:
             image_output_tokens=charge.image_output_tokens,
         )
         now = int(time.time()) if now is None else now
-        with self._database.transaction() as session:
-            recorded = record_delivery(session, delivery, admitted.cost, now)
+        with self._database.begin() as connection:
+            recorded = record_delivery(connection, delivery, admitted.cost, now)
             if recorded and charge.tier != TIER_NAMES[-1]:
-                self._advance_tier(session, charge.organization_id, now)
+                self._advance_tier(connection, charge.organization_id, now)
             return recorded
 
     def release(self, admitted: Admitted) -> None:
@@ -183,9 +278,10 @@ class Meter:
 
     def project_limits(self, project_id: str, model: str, tier: str) -> ModelLimits:
         """A project's effective limits for `model`: its own where set, else the tier's."""
-        organization_limits = self._organization_limits(model, tier)
+        organization_limits = _organization_limits(self._tiers.table(), model, tier)
         with self._database.transaction() as session:
-            return _project_limits(organization_limits, _overrides(session, project_id, model))
+            row = _overrides(session, project_id, model)
+            return _project_limits(organization_limits, *_own_limits(row))
 
     def set_project_limits(
         self,
@@ -197,7 +293,7 @@ class Meter:
         tokens_per_minute: int | None = None,
         images_per_minute: int | None = None,
     ) -> ModelLimits:
-        organization_limits = self._organization_limits(model, tier)
+        organization_limits = _organization_limits(self._tiers.table(), model, tier)
         wanted = {
             "max_requests_per_1_minute": (
                 requests_per_minute,
@@ -219,65 +315,70 @@ class Meter:
             for field, (value, _ceiling) in wanted.items():
                 if value is not None:
                     setattr(row, field, value)
-            return _project_limits(organization_limits, row)
+            return _project_limits(organization_limits, *_own_limits(row))
 
-    def _organization_limits(self, model: str, tier: str) -> ModelLimits:
-        limits = self._tiers.table().model_limits(model, tier)
-        if limits is None:
-            raise RateLimitNotSet(model)
-        return limits
 
-    def _check_budgets(
-        self,
-        session: Session,
-        cost: Cost,
-        organization: Organization,
-        project: Project,
-        now: int,
-    ) -> None:
-        month = month_start(now)
-        org_spend = month_spend(session, month, organization_id=organization.id)
-        tiers = self._tiers.table()
-        if org_spend + cost.total > tiers.usage_limit_nano(organization.tier):
-            limit = tiers.tiers[organization.tier].usage_limit_usd
-            raise OrganizationUsageLimitExceeded(
-                f"Your organization reached its monthly usage limit of ${limit} for tier "
-                f"{organization.tier}. Ask the operator of this server for a higher tier."
-            )
-        if (
-            organization.spend_limit_cents is not None
-            and org_spend + cost.total > organization.spend_limit_cents * _NANO_PER_CENT
-        ):
-            raise OrganizationSpendLimitExceeded(
-                "You exceeded your organization's monthly spend limit of "
-                f"{_dollars(organization.spend_limit_cents)}. Raise or remove the limit "
-                "(/v1/organization/spend_limit), or wait for the month to roll over."
-            )
-        if project.spend_limit_cents is not None:
-            project_spend = month_spend(
-                session, month, organization_id=organization.id, project_id=project.id
-            )
-            if project_spend + cost.total > project.spend_limit_cents * _NANO_PER_CENT:
-                project_limit = _dollars(project.spend_limit_cents)
-                raise ProjectSpendLimitExceeded(
-                    f"You exceeded the monthly spend limit of {project_limit} of project "
-                    f"{project.id}. Raise or remove the limit, or wait for the month to roll over."
-                )
+@dataclass(frozen=True)
+class Budget:
+    """What the budget checks read: the limits in force and this month's spend so far."""
 
-    def _quotas(self, charge: Charge, overrides: ProjectRateLimit | None) -> tuple[Quota, ...]:
-        organization_limits = self._organization_limits(charge.model, charge.tier)
-        project_limits = _project_limits(organization_limits, overrides)
-        quotas = []
-        for scope, limits in (
-            (f"{charge.organization_id}/{charge.model}", organization_limits),
-            (f"{charge.project_id}/{charge.model}", project_limits),
-        ):
-            quotas += [
-                Quota(scope, "requests", limits.requests_per_minute, 1),
-                Quota(scope, "tokens", limits.tokens_per_minute, charge.tokens),
-                Quota(scope, "images", limits.images_per_minute, charge.images),
-            ]
-        return tuple(quotas)
+    tier: str  # the organization's tier as stored now, not as the key saw it
+    organization_limit_cents: int | None
+    organization_spend: int  # nano-dollars
+    project_id: str
+    project_limit_cents: int | None
+    project_spend: int  # nano-dollars
+
+
+def _check_budgets(tiers: TierTable, cost: Cost, budget: Budget) -> None:
+    org_spend = budget.organization_spend
+    if org_spend + cost.total > tiers.usage_limit_nano(budget.tier):
+        limit = tiers.tiers[budget.tier].usage_limit_usd
+        raise OrganizationUsageLimitExceeded(
+            f"Your organization reached its monthly usage limit of ${limit} for tier "
+            f"{budget.tier}. Ask the operator of this server for a higher tier."
+        )
+    if (
+        budget.organization_limit_cents is not None
+        and org_spend + cost.total > budget.organization_limit_cents * _NANO_PER_CENT
+    ):
+        raise OrganizationSpendLimitExceeded(
+            "You exceeded your organization's monthly spend limit of "
+            f"{_dollars(budget.organization_limit_cents)}. Raise or remove the limit "
+            "(/v1/organization/spend_limit), or wait for the month to roll over."
+        )
+    if (
+        budget.project_limit_cents is not None
+        and budget.project_spend + cost.total > budget.project_limit_cents * _NANO_PER_CENT
+    ):
+        project_limit = _dollars(budget.project_limit_cents)
+        raise ProjectSpendLimitExceeded(
+            f"You exceeded the monthly spend limit of {project_limit} of project "
+            f"{budget.project_id}. Raise or remove the limit, or wait for the month to roll over."
+        )
+
+
+def _organization_limits(tiers: TierTable, model: str, tier: str) -> ModelLimits:
+    limits = tiers.model_limits(model, tier)
+    if limits is None:
+        raise RateLimitNotSet(model)
+    return limits
+
+
+def _quotas(
+    charge: Charge, organization_limits: ModelLimits, project_limits: ModelLimits
+) -> tuple[Quota, ...]:
+    quotas: list[Quota] = []
+    for scope, limits in (
+        (f"{charge.organization_id}/{charge.model}", organization_limits),
+        (f"{charge.project_id}/{charge.model}", project_limits),
+    ):
+        quotas += [
+            Quota(scope, "requests", limits.requests_per_minute, 1),
+            Quota(scope, "tokens", limits.tokens_per_minute, charge.tokens),
+            Quota(scope, "images", limits.images_per_minute, charge.images),
+        ]
+    return tuple(quotas)
 
 
 def _overrides(session: Session, project_id: str, model: str) -> ProjectRateLimit | None:
@@ -288,18 +389,28 @@ def _overrides(session: Session, project_id: str, model: str) -> ProjectRateLimi
     )
 
 
-def _project_limits(organization: ModelLimits, overrides: ProjectRateLimit | None) -> ModelLimits:
-    """A project's own limits, never above its organization's."""
-    if overrides is None:
-        return organization
+def _own_limits(row: ProjectRateLimit | None) -> tuple[int | None, int | None, int | None]:
+    if row is None:
+        return (None, None, None)
+    return (
+        row.max_requests_per_1_minute,
+        row.max_tokens_per_1_minute,
+        row.max_images_per_1_minute,
+    )
+
+
+def _project_limits(
+    organization: ModelLimits, requests: int | None, tokens: int | None, images: int | None
+) -> ModelLimits:
+    """A project's own limits (None: inherited), never above its organization's."""
 
     def lower(own: int | None, inherited: int) -> int:
         return inherited if own is None else min(own, inherited)
 
     return ModelLimits(
-        lower(overrides.max_requests_per_1_minute, organization.requests_per_minute),
-        lower(overrides.max_tokens_per_1_minute, organization.tokens_per_minute),
-        lower(overrides.max_images_per_1_minute, organization.images_per_minute),
+        lower(requests, organization.requests_per_minute),
+        lower(tokens, organization.tokens_per_minute),
+        lower(images, organization.images_per_minute),
     )
 
 

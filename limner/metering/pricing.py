@@ -27,9 +27,11 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, TypeAlias
 
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from limner.errors import InvalidValue
+from limner.storage.db import core_table
 from limner.storage.tables import PlatformDocument
 
 NANOS_PER_USD = 10**9
@@ -43,6 +45,8 @@ _IMAGE_KEY = "per_image"
 _MAX_USD = Decimal(1_000_000)
 _SIZE = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
 _MODEL_NAME_MAX = 100  # usage_records.model is String(100)
+_documents = core_table(PlatformDocument)
+_READ_OVERRIDES = select(_documents.c.body).where(_documents.c.name == DOCUMENT_NAME)
 
 
 @dataclass(frozen=True)
@@ -171,17 +175,18 @@ def line_item_names(model: str, *, per_image: bool = False) -> dict[str, str]:
     }
 
 
-def load_prices(session: Session) -> PriceTable:
+def load_prices(session: Session | Connection) -> PriceTable:
     """The packaged table merged with the operator's stored overrides, if any."""
     return PriceTable.default().merged(load_price_overrides(session))
 
 
-def load_price_overrides(session: Session) -> dict[str, Any]:
+def load_price_overrides(session: Session | Connection) -> dict[str, Any]:
     """The operator's stored overrides (the "prices" document), or {} when none were saved."""
-    document = session.get(PlatformDocument, DOCUMENT_NAME)
-    if document is None:
+    # A plain SELECT rather than session.get: the meter reads this on a Core connection.
+    body = session.execute(_READ_OVERRIDES).scalar()
+    if body is None:
         return {}
-    overrides: dict[str, Any] = json.loads(document.body)
+    overrides: dict[str, Any] = json.loads(body)
     return overrides
 
 

@@ -3,11 +3,12 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -32,6 +33,11 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+def core_table(mapped: type[DeclarativeBase]) -> Table:
+    """The Table behind a mapped class, for Core statements (declared as a FromClause)."""
+    return cast(Table, mapped.__table__)
+
+
 def upgrade(engine: Engine) -> None:
     """Migrate the database to the newest schema (what `limner db upgrade` and start-up run)."""
     config = Config()
@@ -51,6 +57,31 @@ class Database:
         """One unit of work: committed when the block ends, rolled back if it raises."""
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One unit of work on a Core connection: committed when the block ends, rolled back if
+        it raises. For the per-request paths (authentication, admission, delivery), where an ORM
+        Session's unit-of-work bookkeeping cost more than the statements it ran."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A Core connection for the per-request reads, each statement its own transaction.
+
+        On PostgreSQL it is in autocommit: no BEGIN and ROLLBACK round trips around a single
+        SELECT, and, above all, no ROLLBACK at all, because psycopg drops its prepared
+        statements on every ROLLBACK, and re-planning the hot queries cost several times what
+        running them does. A write here must be followed by `commit()` (a no-op in autocommit;
+        on SQLite it ends the transaction pysqlite began); anything else is rolled back.
+        """
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # Set on the checked-out connection only; the pool restores the default
+                # isolation level when it is returned.
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
 
     def ping(self) -> bool:
         with self.engine.connect() as connection:

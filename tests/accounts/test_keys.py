@@ -5,6 +5,7 @@ import time
 import pytest
 from sqlalchemy import select, update
 
+from limner.accounts import keys
 from limner.accounts.keys import KeyStore, hash_key
 from limner.accounts.orgs import (
     OPERATOR_ORGANIZATION_ID,
@@ -113,3 +114,63 @@ def test_organization_and_project_headers_must_match(database: Database) -> None
 def test_upgrade_is_idempotent(database: Database) -> None:
     upgrade(database.engine)
     assert database.ping()
+
+
+def test_changes_reach_the_very_next_request(database: Database) -> None:
+    """Two key stores stand for two server processes: nothing about a key or its organization
+    is cached, so what one changes the other sees on its next request."""
+    organizations, projects = Organizations(database), Projects(database)
+    organization = organizations.create("acme", verified=False, tier="free")
+    project = projects.create(organization.id, "p")
+    record, secret = projects.create_key(organization.id, project.id, "k")
+    mine, theirs = KeyStore(database), KeyStore(database)
+    bearer = f"Bearer {secret}"
+    first = mine.authenticate(bearer)
+    assert (first.verified, first.tier) == (False, "free")
+    organizations.set_verified(organization.id, True)
+    organizations.set_tier(organization.id, "3")
+    after = theirs.authenticate(bearer)
+    assert (after.verified, after.tier) == (True, "3")
+    assert theirs.revoke(record.id)
+    with pytest.raises(AuthenticationFailed):
+        mine.authenticate(bearer)
+
+
+def test_last_used_is_written_once_per_resolution(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Organizations(database).bootstrap(None, PROJECT)
+    store = KeyStore(database)
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(keys.time, "time", lambda: clock[0])
+
+    def last_used() -> int | None:
+        with database.transaction() as session:
+            return session.scalar(
+                select(ApiKey.last_used_at).where(ApiKey.key_hash == hash_key(PROJECT))
+            )
+
+    store.authenticate(f"Bearer {PROJECT}")
+    assert last_used() == 1_800_000_000
+    clock[0] += 59
+    store.authenticate(f"Bearer {PROJECT}")
+    assert last_used() == 1_800_000_000  # informational: not a write per request
+    clock[0] += 1
+    store.authenticate(f"Bearer {PROJECT}")
+    assert last_used() == 1_800_000_060
+
+
+def test_authentication_leaves_pooled_connections_transactional(database: Database) -> None:
+    """The read path may switch its connection to autocommit (PostgreSQL); the pool must hand
+    the next user a transactional one, or a failed unit of work would stay half-written."""
+    Organizations(database).bootstrap(None, PROJECT)
+    store = KeyStore(database)
+    for _ in range(3):
+        store.authenticate(f"Bearer {PROJECT}")
+        with pytest.raises(AuthenticationFailed):
+            store.authenticate("Bearer sk-proj-unknown")
+    with pytest.raises(RuntimeError), database.transaction() as session:
+        session.execute(update(ApiKey).values(name="half-written"))
+        raise RuntimeError("the unit of work fails")
+    with database.transaction() as session:
+        assert "half-written" not in set(session.scalars(select(ApiKey.name)))

@@ -1,6 +1,7 @@
 """The usage ledger on SQLite and PostgreSQL: billed once, exact sums, monthly spend."""
 
 import calendar
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -221,3 +222,66 @@ def _utc(year: int, month: int, day: int = 1, hour: int = 0, minute: int = 0, se
 )
 def test_month_start(now: int, expected: int) -> None:
     assert month_start(now) == expected
+
+
+def test_record_on_a_core_connection(database: Database) -> None:
+    """The meter's path: a Core connection, the usage row and both monthly totals in one
+    transaction, a repeated request id adding to neither."""
+    item = delivery("req_core")
+    cost = price(item)
+    month = month_start(NOW)
+    with database.begin() as connection:
+        assert record_delivery(connection, item, cost, NOW)
+        assert not record_delivery(connection, item, cost, NOW)
+    with database.begin() as connection:
+        assert not record_delivery(connection, item, cost, NOW + 5)
+        assert record_delivery(connection, delivery("req_core_2", project_id="proj_b"), cost, NOW)
+    with database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(UsageRecord)) == 2
+        assert month_spend(session, month, organization_id="org_a") == 2 * cost.total
+        assert month_spend(session, month, organization_id="org_a", project_id="proj_a") == (
+            cost.total
+        )
+        assert month_spend(session, month, organization_id="org_a", project_id="proj_b") == (
+            cost.total
+        )
+
+
+def test_rolled_back_core_delivery_adds_nothing(database: Database) -> None:
+    item = delivery("req_core_rollback")
+    with pytest.raises(RuntimeError), database.begin() as connection:
+        assert record_delivery(connection, item, price(item), NOW)
+        raise RuntimeError("delivery failed after billing")
+    with database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(UsageRecord)) == 0
+        assert month_spend(session, month_start(NOW), organization_id="org_a") == 0
+
+
+def test_delivery_without_a_project_counts_once(database: Database) -> None:
+    item = delivery("req_no_project", project_id="")
+    with database.begin() as connection:
+        assert record_delivery(connection, item, price(item), NOW)
+    with database.transaction() as session:
+        assert month_spend(session, month_start(NOW), organization_id="org_a") == (
+            price(item).total
+        )
+
+
+def test_concurrent_deliveries_lose_no_addition(database: Database) -> None:
+    """Many threads (connections) deliver at once: every addition to the totals survives."""
+    cost = Cost(1, 2, 3)
+    requests = 40
+
+    def deliver(index: int) -> bool:
+        with database.begin() as connection:
+            return record_delivery(connection, delivery(f"req_{index % 30}"), cost, NOW)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        recorded = list(pool.map(deliver, range(requests)))
+    assert sum(recorded) == 30  # ten request ids were sent twice: billed once each
+    with database.transaction() as session:
+        month = month_start(NOW)
+        assert month_spend(session, month, organization_id="org_a") == 30 * cost.total
+        assert month_spend(session, month, organization_id="org_a", project_id="proj_a") == (
+            30 * cost.total
+        )

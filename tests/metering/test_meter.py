@@ -187,3 +187,47 @@ def test_tiers_rise_with_payments_and_time(database: Database) -> None:
     assert deliver_one("c") == "3"  # $265 paid, 10 days: tier 3 (tier 4 needs 14 days)
     paid("fourth", 1000, NOW - 40 * 86_400)
     assert deliver_one("d") == "5"  # $1265 paid, first payment 40 days ago
+
+
+def test_spend_counts_in_every_process_at_once(database: Database) -> None:
+    """Two meters stand for two server processes: a delivery by one counts against the
+    budget the other checks on its very next admission (spend is read, never cached)."""
+    mine, organization, project = _setup(database)
+    theirs = Meter(database, TierBook(database, TierTable.load()), MemoryRateLimiter())
+    Projects(database).set_spend_limit(organization, project, 2)  # two cents: one request fits
+    mine.deliver(mine.admit(_charge(organization, project), now=NOW), "r1", now=NOW)
+    with pytest.raises(ProjectSpendLimitExceeded):
+        theirs.admit(_charge(organization, project), now=NOW)
+    # The limit itself is read on every admission too.
+    Projects(database).set_spend_limit(organization, project, None)
+    theirs.admit(_charge(organization, project), now=NOW)
+
+
+def test_the_stored_tier_sets_the_usage_limit(database: Database) -> None:
+    """The budget reads the organization's tier as stored now, not the one the key carried."""
+    meter, organization, project = _setup(database, tier="free")
+    _bill(database, organization, project, "big", 100 * 10**9 - 10_000_000, NOW)
+    charge = _charge(organization, project, tier="free", model="dall-e-2", quality="standard")
+    with pytest.raises(OrganizationUsageLimitExceeded):
+        meter.admit(charge, now=NOW)
+    Organizations(database).set_tier(organization, "2")  # $100 → $500 a month
+    meter.admit(charge, now=NOW)
+
+
+def test_tiers_never_fall(database: Database) -> None:
+    """A delivery whose key still carries an old tier never lowers what the operator set."""
+    meter, organization, project = _setup(database, tier="free")
+    organizations = Organizations(database)
+    organizations.set_tier(organization, "4")
+    charge = _charge(organization, project, tier="free", model="dall-e-2")
+    assert meter.deliver(meter.admit(charge, now=NOW), "small", now=NOW)
+    assert organizations.get(organization).tier == "4"
+
+
+def test_project_limit_overrides_apply_on_the_next_admission(database: Database) -> None:
+    meter, organization, project = _setup(database)
+    meter.admit(_charge(organization, project, images=2), now=NOW)
+    meter.set_project_limits(project, "gpt-image-1", "1", images_per_minute=1)
+    with pytest.raises(RateLimited) as caught:
+        meter.admit(_charge(organization, project, images=2), now=NOW)
+    assert "project" in caught.value.message and "Limit 1" in caught.value.message

@@ -210,3 +210,14 @@ def test_bad_override_is_rejected_and_not_stored(database: Database) -> None:
         assert load_price_overrides(session) == {
             "dall-e-2": {"per_image": {"standard": {"256x256": "1.00"}}}
         }
+
+
+def test_meter_reads_overrides_on_a_core_connection(database: Database) -> None:
+    """The meter refreshes prices on its Core connection, outside any ORM session."""
+    with database.read() as connection:
+        assert load_prices(connection) == PriceTable.default()
+    dalle = {"dall-e-3": {"per_image": {"hd": {"1024x1024": "0.5"}}}}
+    with database.transaction() as session:
+        merged = save_price_overrides(session, dalle, now=1_700_000_000)
+    with database.read() as connection:
+        assert load_prices(connection) == merged
