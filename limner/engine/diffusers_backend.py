@@ -9,7 +9,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,14 @@ from PIL import Image
 
 from limner.engine.devices import choose_device, choose_dtype, dtype_name
 from limner.engine.mini import LimnerMiniPipeline
-from limner.engine.types import BackendInfo, RenderJob, StepCallback, StepInfo, Task
+from limner.engine.types import (
+    BackendInfo,
+    RenderJob,
+    StepCallback,
+    StepInfo,
+    Task,
+    batch_key,
+)
 from limner.errors import InvalidRequest
 
 logger = logging.getLogger(__name__)
@@ -37,7 +44,7 @@ _LIMNER_PIPELINES: dict[str, Any] = {"LimnerMiniPipeline": LimnerMiniPipeline}
 
 
 class DiffusersBackend:
-    """One diffusers pipeline, loaded once, rendering one job at a time."""
+    """One diffusers pipeline, loaded once, rendering one call (one job or a batch) at a time."""
 
     def __init__(
         self, name: str, path: str | Path, device: str = "auto", dtype: str = "auto"
@@ -83,19 +90,34 @@ class DiffusersBackend:
         )
 
     def render(self, job: RenderJob, on_step: StepCallback) -> list[Image.Image]:
-        # 1. Pick the pipeline for the task and check the job carries what that task needs.
-        pipe = self._derived(job.task)
+        return self.render_batch([job], on_step)[0]
+
+    def render_batch(
+        self, jobs: Sequence[RenderJob], on_step: StepCallback
+    ) -> list[list[Image.Image]]:
+        # 1. Pick the pipeline for the task and check the jobs carry what it needs and can
+        #    share one call (the engine only batches jobs that can; a breach is a bug).
+        first = jobs[0]
+        pipe = self._derived(first.task)
         if pipe is None:
             raise InvalidRequest(
-                f"The model behind backend '{self.name}' does not support '{job.task}'."
+                f"The model behind backend '{self.name}' does not support '{first.task}'."
             )
-        _check_job(job)
-        width, height = _render_size(job.width), _render_size(job.height)
+        for job in jobs:
+            _check_job(job)
+        _check_batch(jobs)
+        width, height = _render_size(first.width), _render_size(first.height)
 
-        # 2. One generator per image, seeded seed + i: image i is the same whichever n it was
-        #    rendered with, so a client can re-create one image of a batch alone.
+        # 2. One row per output image, each with its job's prompt and its own generator seeded
+        #    seed + i: image i of a job is the same whichever n, and whichever batch-mates, it
+        #    was rendered with, so a client can re-create one image alone. The standard
+        #    diffusers arguments (a prompt list, num_images_per_prompt=1, a generator list)
+        #    express this for every pipeline class.
+        prompts = [job.prompt for job in jobs for _ in range(job.n)]
         generators = [
-            torch.Generator(self.device).manual_seed(job.seed + index) for index in range(job.n)
+            torch.Generator(self.device).manual_seed(job.seed + index)
+            for job in jobs
+            for index in range(job.n)
         ]
 
         # 3. Report progress after each denoising step; an exception from `on_step` (the
@@ -104,41 +126,42 @@ class DiffusersBackend:
             running: Any, step_index: int, _timestep: Any, callback_kwargs: dict[str, Any]
         ) -> dict[str, Any]:
             latents = callback_kwargs["latents"]
-            preview = _previewer(running, latents, (job.width, job.height))
+            preview = _previewer(running, latents, (first.width, first.height))
             # Edit pipelines run fewer steps than asked; `num_timesteps` is what they run.
             total = getattr(running, "num_timesteps", kwargs["num_inference_steps"])
             on_step(StepInfo(step=step_index + 1, total=total, preview=preview))
             return callback_kwargs
 
-        # 4. Arguments common to every task; the optional ones only when the job sets them,
+        # 4. Arguments common to every task; the optional ones only when the jobs set them,
         #    so the pipeline's own defaults apply otherwise.
         kwargs: dict[str, Any] = {
-            "prompt": job.prompt,
-            "num_inference_steps": job.steps,
-            "num_images_per_prompt": job.n,
+            "prompt": prompts,
+            "num_inference_steps": first.steps,
+            "num_images_per_prompt": 1,
             "generator": generators,
             "output_type": "pil",
             "callback_on_step_end": on_step_end,
             "callback_on_step_end_tensor_inputs": ["latents"],
         }
-        if job.guidance_scale is not None:
-            kwargs["guidance_scale"] = job.guidance_scale
-        if job.negative_prompt is not None:
-            kwargs["negative_prompt"] = job.negative_prompt
+        if first.guidance_scale is not None:
+            kwargs["guidance_scale"] = first.guidance_scale
+        if first.negative_prompt is not None:
+            # A list, one per row: diffusers refuses a string beside a list of prompts.
+            kwargs["negative_prompt"] = [first.negative_prompt] * len(prompts)
 
         # 5. Task-specific inputs. Edit pipelines run only the last `strength` share of the
         #    schedule, so the step count is raised until that share is at least one step.
-        if job.task == "text2img":
+        if first.task == "text2img":
             kwargs["width"], kwargs["height"] = width, height
         else:
-            assert job.init_image is not None  # checked by _check_job
-            kwargs["num_inference_steps"] = _steps_for_strength(job.steps, job.strength)
-            kwargs["strength"] = job.strength
+            assert first.init_image is not None  # checked by _check_job
+            kwargs["num_inference_steps"] = _steps_for_strength(first.steps, first.strength)
+            kwargs["strength"] = first.strength
             # img2img renders at the init image's size, so the size is set through the image.
-            kwargs["image"] = job.init_image.convert("RGB").resize((width, height))
-        if job.task == "inpaint":
-            assert job.mask is not None  # checked by _check_job
-            kwargs["mask_image"] = job.mask.convert("L").resize((width, height))
+            kwargs["image"] = first.init_image.convert("RGB").resize((width, height))
+        if first.task == "inpaint":
+            assert first.mask is not None  # checked by _check_job
+            kwargs["mask_image"] = first.mask.convert("L").resize((width, height))
             kwargs["width"], kwargs["height"] = width, height
 
         # 6. Run on a fresh scheduler copy, one run at a time.
@@ -146,8 +169,9 @@ class DiffusersBackend:
             pipe.scheduler = self._scheduler.from_config(self._scheduler.config)
             images: list[Image.Image] = pipe(**kwargs).images
 
-        # 7. Exactly the job's size, RGB, whatever the pipeline rounded to.
-        return [_fit(image, (job.width, job.height)) for image in images]
+        # 7. Exactly the jobs' size, RGB, whatever the pipeline rounded to; split per job.
+        fitted = [_fit(image, (first.width, first.height)) for image in images]
+        return _split(fitted, [job.n for job in jobs])
 
     def _derived(self, task: Task) -> Any | None:
         """The pipeline for `task`, deriving an edit twin on first use; None if there is none."""
@@ -193,6 +217,29 @@ def _check_job(job: RenderJob) -> None:
             raise ValueError(f"strength must be in (0, 1], got {job.strength}.")
     if job.task == "inpaint" and job.mask is None:
         raise ValueError("An 'inpaint' job needs a mask.")
+
+
+def _check_batch(jobs: Sequence[RenderJob]) -> None:
+    """One pipeline call takes jobs that differ only in what varies per row."""
+    if not jobs:
+        raise ValueError("A batch needs at least one job.")
+    if len(jobs) == 1:
+        return
+    keys = {batch_key(job) for job in jobs}
+    if None in keys or len(keys) > 1:
+        raise ValueError("These jobs cannot share one pipeline call (see batch_key).")
+
+
+def _split(images: list[Image.Image], counts: list[int]) -> list[list[Image.Image]]:
+    """Consecutive runs of `counts` images: the rows of each job, in job order."""
+    if len(images) != sum(counts):
+        raise RuntimeError(f"The pipeline returned {len(images)} images for {sum(counts)} rows.")
+    groups: list[list[Image.Image]] = []
+    start = 0
+    for count in counts:
+        groups.append(images[start : start + count])
+        start += count
+    return groups
 
 
 def _render_size(pixels: int) -> int:

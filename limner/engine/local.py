@@ -1,43 +1,61 @@
-"""LocalEngine: runs backends in this process, one job at a time, on a worker thread."""
+"""LocalEngine: runs backends in this process, through one queue and worker thread per device,
+batching jobs that can share a pipeline call."""
 
 import asyncio
-import logging
-import threading
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterable
 
 from PIL import Image
 
 from limner.engine.protocol import ImageBackend, ImageEngine
-from limner.engine.types import BackendInfo, EngineEvent, Progress, Rendered, RenderJob, StepInfo
+from limner.engine.types import (
+    MAX_PARTIAL_IMAGES,
+    BackendInfo,
+    EngineEvent,
+    RenderCancelled,
+    Rendered,
+    RenderJob,
+)
+from limner.engine.worker import DeviceWorker, Outcome, Ticket
 from limner.errors import ServerError
 
-logger = logging.getLogger(__name__)
-
-
-class RenderCancelled(Exception):
-    """Raised inside a backend's step callback to stop a run nobody is waiting for."""
-
-
-class _Finished:
-    """Queue marker: the worker is done; its result or exception is on the future."""
-
-
-_FINISHED = _Finished()
+__all__ = ["LocalEngine", "RenderCancelled", "render"]
 
 
 class LocalEngine:
     """An ImageEngine over backends loaded in this process.
 
-    One worker thread per engine: the device runs one job at a time (two would only share it
-    and hold twice the activations), and the event loop never waits on torch.
+    Each device has a worker (a queue of at most `max_queue` waiting jobs and one thread), so the
+    event loop never waits on torch. Jobs with the same settings that arrive within
+    `batch_wait_ms` of each other run as one pipeline call of up to `max_batch_images` images;
+    `max_batch_images=1` turns batching off.
     """
 
-    def __init__(self, backends: dict[str, ImageBackend]) -> None:
+    def __init__(
+        self,
+        backends: dict[str, ImageBackend],
+        *,
+        max_queue: int = 16,
+        max_batch_images: int = 8,
+        batch_wait_ms: float = 10.0,
+    ) -> None:
+        if max_queue < 1 or max_batch_images < 1 or batch_wait_ms < 0:
+            raise ValueError(
+                "max_queue and max_batch_images must be at least 1, batch_wait_ms at least 0."
+            )
         self._backends = backends
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="limner-render")
-        # One flag per job in flight, so close() can stop them all.
-        self._cancel_flags: set[threading.Event] = set()
+        by_device: dict[str, DeviceWorker] = {}
+        # Backend name -> the worker of its device.
+        self._workers: dict[str, DeviceWorker] = {}
+        for name, backend in backends.items():
+            device = backend.info().device
+            if device not in by_device:
+                by_device[device] = DeviceWorker(
+                    device,
+                    max_queue=max_queue,
+                    max_batch_images=max_batch_images,
+                    batch_wait_s=batch_wait_ms / 1000,
+                )
+            self._workers[name] = by_device[device]
 
     async def stream(self, job: RenderJob) -> AsyncIterator[EngineEvent]:
         backend = self._backends.get(job.backend)
@@ -48,59 +66,40 @@ class LocalEngine:
                 f"No backend named '{job.backend}' is loaded "
                 f"(loaded: {', '.join(sorted(self._backends)) or 'none'})."
             )
+        if not 0 <= job.partial_images <= MAX_PARTIAL_IMAGES:
+            raise ValueError(f"partial_images must be 0 to {MAX_PARTIAL_IMAGES}.")
 
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[Progress | _Finished] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        # Runs on the worker thread, between denoising steps.
-        def on_step(step: StepInfo) -> None:
-            if cancelled.is_set():
-                raise RenderCancelled(f"render {job.request_id or '(no id)'} cancelled")
-            loop.call_soon_threadsafe(events.put_nowait, Progress(step.step, step.total))
-
-        def run() -> list[Image.Image]:
-            # A job cancelled while queued behind another never starts.
-            if cancelled.is_set():
-                raise RenderCancelled(f"render {job.request_id or '(no id)'} cancelled")
-            return backend.render(job, on_step)
-
-        future = loop.run_in_executor(self._executor, run)
-        self._cancel_flags.add(cancelled)
-        # Done callbacks run on the loop after every Progress the worker queued before
-        # finishing, so the marker is always the last item.
-        future.add_done_callback(lambda _: events.put_nowait(_FINISHED))
-        delivered = False
+        worker = self._workers[job.backend]
+        ticket = Ticket(job, backend, asyncio.get_running_loop())
+        worker.submit(ticket)
+        finished = False
         try:
-            while not isinstance(event := await events.get(), _Finished):
-                yield event
-            delivered = True
-            yield Rendered(images=future.result())
+            while not isinstance(item := await ticket.events.get(), Outcome):
+                yield item
+            finished = True
+            yield Rendered(images=item.unwrap())
         finally:
-            self._cancel_flags.discard(cancelled)
-            if not delivered:
-                # The consumer left early (aclose, task cancelled, client gone): stop the
-                # worker at its next step instead of finishing a render nobody will read.
-                cancelled.set()
-                future.add_done_callback(_log_abandoned)
+            if not finished:
+                # The consumer left early (aclose, task cancelled, client gone): a queued job
+                # never starts, a running one stops at its next step unless batch-mates
+                # still need the call, and whatever it would still get is dropped.
+                ticket.leave()
+                worker.withdraw(ticket)
 
     def backends(self) -> list[BackendInfo]:
         return [backend.info() for backend in self._backends.values()]
 
     async def close(self) -> None:
-        for cancelled in self._cancel_flags:
-            cancelled.set()
-        # Waiting on a thread would block the loop; wait in another one.
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        workers = set(self._workers.values())
+        for worker in workers:
+            worker.close()
+        # Waiting on threads would block the loop; wait in another one.
+        await asyncio.to_thread(_join_all, workers)
 
 
-def _log_abandoned(future: asyncio.Future[list[Image.Image]]) -> None:
-    """Retrieve an abandoned run's outcome, so asyncio does not report it as never retrieved."""
-    if future.cancelled():
-        return
-    error = future.exception()
-    if error is not None and not isinstance(error, RenderCancelled):
-        logger.error("abandoned render failed", exc_info=error)
+def _join_all(workers: Iterable[DeviceWorker]) -> None:
+    for worker in workers:
+        worker.join()
 
 
 async def render(engine: ImageEngine, job: RenderJob) -> list[Image.Image]:

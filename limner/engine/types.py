@@ -8,6 +8,9 @@ from PIL import Image
 
 Task = Literal["text2img", "img2img", "inpaint"]
 
+# The Images API allows up to three partial images per streamed generation.
+MAX_PARTIAL_IMAGES = 3
+
 
 @dataclass(frozen=True)
 class RenderJob:
@@ -32,6 +35,33 @@ class RenderJob:
     mask: Image.Image | None = None
     strength: float = 0.75
     request_id: str = ""
+    # Intermediate states to stream before the final images (0 to MAX_PARTIAL_IMAGES).
+    partial_images: int = 0
+
+
+def batch_key(job: RenderJob) -> tuple[object, ...] | None:
+    """What jobs must share to run as one pipeline call; None when the job always runs alone.
+
+    Rows of one call differ only in prompt and generator, so everything else that reaches the
+    pipeline is in the key (`strength` does not reach a text-to-image call, so it is not).
+    Edits run alone: their init images and masks are per job, and the pipelines' handling of
+    per-row images differs too much between classes to rely on.
+    """
+    if job.task != "text2img":
+        return None
+    return (
+        job.backend,
+        job.task,
+        job.width,
+        job.height,
+        job.steps,
+        job.guidance_scale,
+        job.negative_prompt,
+    )
+
+
+class RenderCancelled(Exception):
+    """Raised inside a backend's step callback to stop a run nobody is waiting for."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +70,9 @@ class StepInfo:
 
     step: int
     total: int
-    # Decodes the current latents into images on demand; only streaming asks for it,
-    # because a VAE decode per step would double the cost of a run.
+    # Decodes the current latents into images on demand, one per row of the pipeline call
+    # (every job of a batch, in order); only partial images ask for it, because a VAE decode
+    # per step would double the cost of a run.
     preview: Callable[[], list[Image.Image]] | None = None
 
 
@@ -52,11 +83,22 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Partial:
+    """An intermediate denoising state of all the job's images, at the job's size, RGB.
+
+    `index` counts a job's partials from 0; they come before its Rendered event.
+    """
+
+    index: int
+    images: list[Image.Image] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Rendered:
     images: list[Image.Image] = field(default_factory=list)
 
 
-EngineEvent = Progress | Rendered
+EngineEvent = Progress | Partial | Rendered
 
 StepCallback = Callable[[StepInfo], None]
 

@@ -148,6 +148,31 @@ class BackendContract:
             [solo] = backend.render(self.job(backend, n=1, seed=40 + index), StepRecorder())
             assert mean_difference(batch[index], solo) < SAME_PICTURE
 
+    # Batches of jobs (one pipeline call).
+
+    def test_render_batch_gives_each_job_its_solo_images(self, backend: ImageBackend) -> None:
+        jobs = [
+            self.job(backend, n=2, seed=21),
+            self.job(backend, n=1, seed=60, prompt="a blue boat on a calm lake at noon"),
+        ]
+        recorder = StepRecorder()
+        batched = backend.render_batch(jobs, recorder)
+        assert [len(images) for images in batched] == [2, 1]
+        # One call: each step reported once, not once per job.
+        assert [step.step for step in recorder.steps] == list(range(1, self.steps + 1))
+        for job, images in zip(jobs, batched, strict=True):
+            solo = backend.render(job, StepRecorder())
+            for together, alone in zip(images, solo, strict=True):
+                assert together.size == (self.width, self.height)
+                assert mean_difference(together, alone) < SAME_PICTURE
+
+    def test_render_batch_refuses_jobs_that_cannot_share_a_call(
+        self, backend: ImageBackend
+    ) -> None:
+        jobs = [self.job(backend), self.job(backend, steps=self.steps + 1)]
+        with pytest.raises(ValueError, match="cannot share"):
+            backend.render_batch(jobs, StepRecorder())
+
     # Progress and cancellation.
 
     def test_on_step_counts_up_to_total(self, backend: ImageBackend) -> None:

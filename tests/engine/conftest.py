@@ -1,4 +1,5 @@
-"""Engine fixtures: the tiny Stable Diffusion pipeline, built once per session, and its backend."""
+"""Engine fixtures: the tiny Stable Diffusion pipeline (built once per session) and the shipped
+limner-mini, each loaded as a backend."""
 
 import os
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import limner
 from limner.engine.diffusers_backend import DiffusersBackend
 from tests.engine.tiny_pipeline import build_tiny_pipeline
 
@@ -23,3 +25,13 @@ def tiny_pipeline_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_backend(tiny_pipeline_path: Path) -> DiffusersBackend:
     """Loaded once: backends are built to serve many renders, and loading costs more than one."""
     return DiffusersBackend("tiny-sd", tiny_pipeline_path, device="cpu")
+
+
+# The limner-mini the package ships (trained weights): what `limner serve` serves by default.
+SHIPPED_MINI = Path(limner.__file__).parent / "assets" / "limner-mini"
+
+
+@pytest.fixture(scope="session")
+def shipped_mini() -> DiffusersBackend:
+    """Trained, unlike the tiny test pipelines, so its intermediate states differ visibly."""
+    return DiffusersBackend("limner-mini", SHIPPED_MINI, device="cpu")

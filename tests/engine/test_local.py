@@ -1,72 +1,17 @@
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from limner.engine.diffusers_backend import DiffusersBackend
-from limner.engine.local import LocalEngine, RenderCancelled, render
-from limner.engine.types import (
-    BackendInfo,
-    EngineEvent,
-    Progress,
-    Rendered,
-    RenderJob,
-    StepCallback,
-    StepInfo,
-)
-from limner.errors import ServerError
-
-
-def make_job(**overrides: object) -> RenderJob:
-    values: dict[str, object] = {
-        "backend": "tiny-sd",
-        "prompt": "a lighthouse at dusk",
-        "n": 2,
-        "width": 32,
-        "height": 32,
-        "steps": 3,
-        "seed": 11,
-    }
-    values.update(overrides)
-    return RenderJob(**values)  # type: ignore[arg-type]
-
-
-class StepRecordingBackend:
-    """The real backend, with each step recorded and slowed, so a test can land between steps."""
-
-    def __init__(self, inner: DiffusersBackend, step_delay: float) -> None:
-        self.inner = inner
-        self.step_delay = step_delay
-        self.steps: list[int] = []
-        self.error: BaseException | None = None
-        self.finished = threading.Event()
-
-    def info(self) -> BackendInfo:
-        return self.inner.info()
-
-    def render(self, job: RenderJob, on_step: StepCallback) -> list[Image.Image]:
-        def recording(step: StepInfo) -> None:
-            self.steps.append(step.step)
-            on_step(step)
-            time.sleep(self.step_delay)
-
-        try:
-            return self.inner.render(job, recording)
-        except BaseException as error:
-            self.error = error
-            raise
-        finally:
-            self.finished.set()
-
-    async def wait_finished(self) -> None:
-        assert await asyncio.to_thread(self.finished.wait, 30), "the worker never stopped"
-
-
-async def collect(events: AsyncIterator[EngineEvent]) -> list[EngineEvent]:
-    return [event async for event in events]
+from limner.engine.local import LocalEngine, render
+from limner.engine.types import EngineEvent, Partial, Progress, RenderCancelled, Rendered
+from limner.errors import ServerError, ServerOverloaded
+from tests.engine.backend_contract import mean_difference
+from tests.engine.recording import StepRecordingBackend, collect, make_job
 
 
 def test_stream_yields_every_step_then_one_rendered(tiny_backend: DiffusersBackend) -> None:
@@ -244,3 +189,141 @@ def test_backends_lists_each_backend_info(tiny_backend: DiffusersBackend) -> Non
         assert engine.backends() == [tiny_backend.info()]
     finally:
         asyncio.run(engine.close())
+
+
+# Partial images.
+
+
+def test_partial_images_come_in_order_between_steps_before_the_final_images(
+    tiny_backend: DiffusersBackend,
+) -> None:
+    async def scenario() -> list[EngineEvent]:
+        engine = LocalEngine({"tiny-sd": tiny_backend})
+        try:
+            return await collect(engine.stream(make_job(steps=8, partial_images=3)))
+        finally:
+            await engine.close()
+
+    events = asyncio.run(scenario())
+    partials = [event for event in events if isinstance(event, Partial)]
+    assert [partial.index for partial in partials] == [0, 1, 2]
+    # Each partial follows the Progress of the step it shows: evenly spaced, before the last.
+    shown_after = [events[events.index(partial) - 1] for partial in partials]
+    assert [event.step for event in shown_after if isinstance(event, Progress)] == [2, 4, 6]
+    assert [event.step for event in events if isinstance(event, Progress)] == list(range(1, 9))
+    final = events[-1]
+    assert isinstance(final, Rendered)
+    for partial in partials:
+        assert [image.size for image in partial.images] == [(32, 32)] * 2
+        assert all(image.mode == "RGB" for image in partial.images)
+        # Intermediate states, not the finished picture (the random tiny VAE shows little
+        # change; test_worker checks the difference on the trained limner-mini).
+        for shown, result in zip(partial.images, final.images, strict=True):
+            assert mean_difference(shown, result) > 0
+    assert mean_difference(partials[0].images[0], partials[2].images[0]) > 0
+
+
+def test_a_short_run_shows_fewer_partials_than_asked(tiny_backend: DiffusersBackend) -> None:
+    async def scenario() -> list[EngineEvent]:
+        engine = LocalEngine({"tiny-sd": tiny_backend})
+        try:
+            return await collect(engine.stream(make_job(steps=2, n=1, partial_images=3)))
+        finally:
+            await engine.close()
+
+    events = asyncio.run(scenario())
+    assert [type(event) for event in events] == [Progress, Partial, Progress, Rendered]
+
+
+# Admission.
+
+
+def queue_depth(model: str) -> float:
+    return REGISTRY.get_sample_value("limner_queue_depth", {"model": model}) or 0.0
+
+
+async def wait_for_queue_depth(model: str, depth: float) -> None:
+    for _ in range(1000):
+        if queue_depth(model) == depth:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"queue depth of {model} stayed at {queue_depth(model)}, not {depth}")
+
+
+def test_full_queue_refuses_at_once_with_retry_headers(tiny_backend: DiffusersBackend) -> None:
+    backend = StepRecordingBackend(tiny_backend, step_delay=0.05)
+
+    async def scenario() -> tuple[ServerOverloaded, list[EngineEvent]]:
+        engine = LocalEngine({"tiny-sd": backend}, max_queue=1, batch_wait_ms=0)
+        running = engine.stream(make_job(steps=30))
+        try:
+            assert isinstance(await anext(running), Progress)
+            # Different settings: it waits rather than joining the running call.
+            waiting = asyncio.create_task(collect(engine.stream(make_job(steps=2, n=1))))
+            await wait_for_queue_depth("tiny-sd", 1)
+            with pytest.raises(ServerOverloaded) as refused:
+                await anext(engine.stream(make_job()))
+            await running.aclose()
+            return refused.value, await waiting
+        finally:
+            await running.aclose()
+            await engine.close()
+
+    error, waited = asyncio.run(scenario())
+    assert (error.status, error.type, error.code) == (503, "server_error", None)
+    # No call has finished yet to set a pace from: a second.
+    assert error.headers == {"retry-after": "1", "retry-after-ms": "1000"}
+    # The job that found a place in the queue ran once the place ahead freed.
+    assert isinstance(waited[-1], Rendered)
+    assert queue_depth("tiny-sd") == 0
+
+
+def test_retry_after_follows_the_pace_of_recent_calls(tiny_backend: DiffusersBackend) -> None:
+    backend = StepRecordingBackend(tiny_backend, step_delay=0.1)
+
+    async def scenario() -> ServerOverloaded:
+        engine = LocalEngine({"tiny-sd": backend}, max_queue=1, batch_wait_ms=0)
+        try:
+            await render(engine, make_job(steps=4, n=1))  # at least 0.4 s
+            running = engine.stream(make_job(steps=30))
+            await anext(running)
+            waiting = asyncio.create_task(collect(engine.stream(make_job(steps=2, n=1))))
+            await wait_for_queue_depth("tiny-sd", 1)
+            with pytest.raises(ServerOverloaded) as refused:
+                await anext(engine.stream(make_job()))
+            waiting.cancel()
+            await running.aclose()
+            return refused.value
+        finally:
+            await engine.close()
+
+    headers = asyncio.run(scenario()).headers
+    assert 400 <= int(headers["retry-after-ms"]) <= 60_000
+    assert int(headers["retry-after"]) == -(-int(headers["retry-after-ms"]) // 1000)
+
+
+def test_close_ends_queued_jobs_and_leaves_no_thread(tiny_backend: DiffusersBackend) -> None:
+    backend = StepRecordingBackend(tiny_backend, step_delay=0.02)
+    threads_before = set(threading.enumerate())
+
+    async def scenario() -> list[BaseException | list[EngineEvent]]:
+        engine = LocalEngine({"tiny-sd": backend}, batch_wait_ms=0)
+        running = engine.stream(make_job(steps=30))
+        assert isinstance(await anext(running), Progress)
+        queued = [
+            asyncio.create_task(collect(engine.stream(make_job(steps=2, seed=seed))))
+            for seed in (1, 2, 3)
+        ]
+        await wait_for_queue_depth("tiny-sd", 3)
+        await engine.close()
+        with pytest.raises(ServerOverloaded, match="shutting down"):
+            await anext(engine.stream(make_job()))
+        return await asyncio.gather(*queued, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    assert all(isinstance(outcome, RenderCancelled) for outcome in outcomes)
+    # The queued jobs never started; the running one stopped early.
+    assert len(backend.calls) == 1
+    assert len(backend.steps) < 30
+    assert queue_depth("tiny-sd") == 0
+    assert [t for t in set(threading.enumerate()) - threads_before if t.is_alive()] == []
