@@ -12,7 +12,17 @@ from fastapi import FastAPI
 from limner import __version__
 from limner.accounts.keys import KeyStore
 from limner.accounts.orgs import AdminKeys, Organizations, Projects
-from limner.api import admin, errors, files, health, images, models, operator
+from limner.api import (
+    admin,
+    errors,
+    files,
+    health,
+    images,
+    metrics,
+    models,
+    moderation,
+    operator,
+)
 from limner.api.middleware import RequestIdMiddleware
 from limner.catalog import Catalog
 from limner.engine.protocol import ImageBackend, ImageEngine
@@ -21,7 +31,10 @@ from limner.images.usage import count_text_tokens
 from limner.metering.limits import build_rate_limiter
 from limner.metering.meter import Meter
 from limner.metering.tiers import TierBook, TierTable
-from limner.moderation.protocol import AllowAll
+from limner.moderation.moderator import PolicyModerator, build_moderator
+from limner.moderation.policy import PolicyError
+from limner.moderation.protocol import AllowAll, Moderator
+from limner.moderation.terms import TermListError
 from limner.settings import Settings
 from limner.storage.blobs import BlobStore
 from limner.storage.db import Database, make_engine, upgrade
@@ -51,7 +64,14 @@ def load_catalog(settings: Settings) -> Catalog:
     )
 
 
-def build_engine(catalog: Catalog, torch_threads: int | None = None) -> ImageEngine:
+def build_engine(
+    catalog: Catalog,
+    torch_threads: int | None = None,
+    *,
+    queue_size: int = 16,
+    max_batch_images: int = 8,
+    batch_wait_ms: float = 10.0,
+) -> ImageEngine:
     # Weights come from local disk only; never let a library reach for a hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Imported here so that building an app with an injected engine never imports torch.
@@ -69,7 +89,30 @@ def build_engine(catalog: Catalog, torch_threads: int | None = None) -> ImageEng
             raise ConfigurationError(f"backend {spec.name!r}: {spec.path} is not a directory")
         logger.info("loading backend %s from %s", spec.name, spec.path)
         backends[spec.name] = DiffusersBackend(spec.name, spec.path, spec.device, spec.dtype)
-    return LocalEngine(backends)
+    return LocalEngine(
+        backends,
+        max_queue=queue_size,
+        max_batch_images=max_batch_images,
+        batch_wait_ms=batch_wait_ms,
+    )
+
+
+def build_moderation(settings: Settings, database: Database) -> Moderator:
+    """The operator's moderator with its checks loaded now, or AllowAll when turned off."""
+    if not settings.moderation:
+        logger.warning("moderation is off (LIMNER_MODERATION=false): every request is allowed")
+        return AllowAll()
+    try:
+        moderator = build_moderator(
+            database,
+            settings.moderation_policy,
+            settings.moderation_checks,
+            settings.moderation_terms,
+        )
+    except (PolicyError, TermListError) as exc:
+        raise ConfigurationError(str(exc)) from exc
+    moderator.warm()
+    return moderator
 
 
 async def _purge_expired_images(blobs: BlobStore, every_seconds: float = 600) -> None:
@@ -92,10 +135,17 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     organizations.bootstrap(settings.admin_key, settings.api_key)
     tiers = TierBook(database, TierTable.load(settings.tiers))
     meter = Meter(database, tiers, build_rate_limiter(settings.redis_url))
-    engine = engine or build_engine(catalog, settings.torch_threads)
+    engine = engine or build_engine(
+        catalog,
+        settings.torch_threads,
+        queue_size=settings.queue_size,
+        max_batch_images=settings.max_batch_images,
+        batch_wait_ms=settings.batch_wait_ms,
+    )
     blobs = BlobStore.open(settings.home, settings.image_url_ttl_seconds)
     blobs.purge_expired()  # images whose URLs expired while the server was down
     count_text_tokens("warm the tokenizer")  # loads the o200k ranks once, not on a request
+    moderator = build_moderation(settings, database)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -103,6 +153,8 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
         yield
         purger.cancel()
         await engine.close()
+        if isinstance(moderator, PolicyModerator):
+            moderator.decisions.close()
         database.dispose()
 
     app = FastAPI(title="Limner", version=__version__, lifespan=lifespan)
@@ -117,9 +169,13 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     app.state.meter = meter
     app.state.engine = engine
     app.state.blobs = blobs
-    app.state.image_service = ImageService(catalog, engine, AllowAll(), blobs, tiers, meter)
+    app.state.moderator = moderator
+    policed = moderator if isinstance(moderator, PolicyModerator) else None
+    app.state.moderation_policies = policed.policies if policed else None
+    app.state.moderation_decisions = policed.decisions if policed else None
+    app.state.image_service = ImageService(catalog, engine, moderator, blobs, tiers, meter)
     routers = (images.router, models.router, files.router, health.router, admin.router)
-    for router in (*routers, operator.router):
+    for router in (*routers, operator.router, moderation.router, metrics.router):
         app.include_router(router)
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)

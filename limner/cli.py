@@ -1,6 +1,7 @@
 """The `limner` command: serve, keys, db, models. Thin: it assembles parts and prints."""
 
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -77,8 +78,85 @@ def serve(
     except ConfigurationError as exc:
         typer.echo(f"limner: {exc}", err=True)
         raise typer.Exit(2) from exc
-    # No keep-alive or request timeouts shorter than a slow CPU generation.
-    uvicorn.run(application, host=host, port=port, log_level=log_level, timeout_keep_alive=30)
+    # No request timeout at all: a slow CPU generation is never cut. On SIGTERM uvicorn stops
+    # accepting and lets in-flight requests finish for up to 30 s, then cancels them (a
+    # cancelled render is released, never billed) before the engine shuts down.
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What to draw.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image file; with --n 2+, numbered.")
+    ] = Path("image.png"),
+    model: Annotated[str, typer.Option(help="Served model name.")] = "gpt-image-1",
+    size: Annotated[str, typer.Option(help="1024x1024, 1536x1024, 1024x1536 or auto.")] = "auto",
+    quality: Annotated[str, typer.Option(help="low, medium, high or auto.")] = "auto",
+    n: Annotated[int, typer.Option("--n", help="How many images.")] = 1,
+    partial_images: Annotated[
+        int, typer.Option(help="Partial images to stream (0-3); they drive the progress bar.")
+    ] = 3,
+    server: Annotated[
+        str, typer.Option(envvar="LIMNER_URL", help="The server's API base URL.")
+    ] = "http://127.0.0.1:8000/v1",
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar=["LIMNER_API_KEY", "OPENAI_API_KEY"], help="A project key."),
+    ] = None,
+) -> None:
+    """Generate an image on a running server, showing progress as partial images arrive."""
+    import base64
+
+    from limner.remote import RequestFailed, ServerUnavailable, stream_generation
+
+    if not api_key:
+        typer.echo("limner: no API key: pass --api-key or set LIMNER_API_KEY.", err=True)
+        raise typer.Exit(2)
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "size": size,
+        "quality": quality,
+        "n": n,
+        "partial_images": partial_images,
+    }
+    paths = [output] if n == 1 else [output.with_stem(f"{output.stem}-{i}") for i in range(n)]
+    suffix = output.suffix.lower().lstrip(".")
+    if suffix in ("png", "jpeg", "jpg", "webp") and model.startswith("gpt-image"):
+        body["output_format"] = "jpeg" if suffix == "jpg" else suffix
+    # One tick per partial image of each image and one per finished image.
+    ticks = n * (partial_images + 1)
+    saved: list[Path] = []
+    try:
+        # On stderr: stdout carries only the saved paths, for scripts.
+        with typer.progressbar(length=ticks, label="generating", file=sys.stderr) as bar:
+            for event in stream_generation(server, api_key, body):
+                if event.get("type", "").endswith(".completed"):
+                    path = paths[len(saved)]
+                    path.write_bytes(base64.b64decode(event["b64_json"]))
+                    saved.append(path)
+                bar.update(1)
+    except ServerUnavailable as exc:
+        typer.echo(
+            f"limner: no server answers at {server}. Start one with `limner serve` (it listens "
+            "on http://127.0.0.1:8000), or point --server / LIMNER_URL at yours.",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+    except RequestFailed as exc:
+        code = exc.error.get("code") or exc.error.get("type") or exc.status
+        typer.echo(f"limner: the server refused the request ({code}): {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for path in saved:
+        typer.echo(str(path))
 
 
 @keys_app.command("create")

@@ -145,12 +145,6 @@ class ServerError(LimnerError):
     type = "server_error"
 
 
-class Overloaded(LimnerError):
-    status = 503
-    type = "server_error"
-    code = "server_overloaded"
-
-
 class ModerationBlocked(LimnerError):
     """GPT image family wording; DALL·E models answer with ContentPolicyViolation."""
 
@@ -202,3 +196,11 @@ class RateLimitNotSet(LimnerError):
 
     def __init__(self, model: str) -> None:
         super().__init__(f"The rate limit for model {model} is not set for your organization")
+
+
+class ServerOverloaded(LimnerError):
+    """The engine's queue is full; the engine sets `retry-after` from its recent pace."""
+
+    status = 503
+    type = "server_error"
+    code = None

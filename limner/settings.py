@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     # other CPU-heavy processes share the machine: oversubscribed OpenMP threads spin and can
     # slow a small model by an order of magnitude.
     torch_threads: int | None = None
+    # The engine's admission and batching: jobs waiting per device beyond this are refused with
+    # 503 and retry-after; jobs with the same settings arriving within `batch_wait_ms` share one
+    # pipeline call of up to `max_batch_images` images (1 turns batching off, 0 ms: no waiting).
+    queue_size: int = 16
+    max_batch_images: int = 8
+    batch_wait_ms: float = 10.0
     # Hosts that JSON edits may fetch `image_url`s from. Empty: only data URLs are accepted,
     # so the server cannot be used to reach internal addresses.
     allowed_image_hosts: list[str] = Field(default_factory=list)
@@ -41,6 +47,14 @@ class Settings(BaseSettings):
     public_url: str | None = None
     image_url_ttl_seconds: int = 3600
     max_upload_bytes: int = 50 * 1024 * 1024
+    # Moderation (prompt, input and output checks). Off only when the operator says so.
+    moderation: bool = True
+    # The operator's moderation policy (TOML, the shape of limner/moderation/policy.default.toml)
+    # and term lists (terms.default.toml); None: the packaged ones.
+    moderation_policy: Path | None = None
+    moderation_terms: Path | None = None
+    # Extra checks by name: {"my_check": "package.module:ClassName"}; a policy enables them.
+    moderation_checks: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("admin_key", "api_key")
     @classmethod
@@ -54,6 +68,20 @@ class Settings(BaseSettings):
     def _ttl_positive(cls, value: int) -> int:
         if value <= 0:
             raise ValueError("image_url_ttl_seconds must be positive")
+        return value
+
+    @field_validator("queue_size", "max_batch_images")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("queue_size and max_batch_images must be at least 1")
+        return value
+
+    @field_validator("batch_wait_ms")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("batch_wait_ms must not be negative")
         return value
 
     @property

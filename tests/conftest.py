@@ -35,12 +35,23 @@ high = {{ steps = 4, resolution = 64 }}
 [backends.broken]
 path = "{broken}"
 
+# The tiny pipeline with hundreds of steps: a render that takes seconds, to cancel mid-way.
+[backends.slow]
+path = "{tiny}"
+[backends.slow.quality]
+low = {{ steps = 300, resolution = 64 }}
+medium = {{ steps = 300, resolution = 64 }}
+high = {{ steps = 300, resolution = 64 }}
+
 [models.gpt-image-1]
 backend = "tiny"
 aliases = ["gpt-image-1-mini", "gpt-image-1.5", "dall-e-2", "dall-e-3", "tiny-custom"]
 
 [models.broken-model]
 backend = "broken"
+
+[models.slow-model]
+backend = "slow"
 """
 
 

@@ -63,3 +63,81 @@ def test_db_upgrade(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "limner.db") as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"api_keys", "alembic_version"} <= tables
+
+
+def test_generate_streams_from_a_running_server(live_server: LiveServer, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tests.conftest import API_KEY
+
+    out = tmp_path / "dot.png"
+    env = {"LIMNER_API_KEY": API_KEY, "LIMNER_URL": live_server.api_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "limner", "generate", "a dot", "-o", str(out), "--quality", "high"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(out)
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size == (1024, 1024)
+    # Two images, numbered, as JPEG because the file name says so.
+    jpeg = tmp_path / "pair.jpg"
+    pair = subprocess.run(
+        [sys.executable, "-m", "limner", "generate", "two dots", "-o", str(jpeg), "--n", "2"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert pair.returncode == 0, pair.stderr
+    paths = [Path(line) for line in pair.stdout.split()]
+    assert paths == [tmp_path / "pair-0.jpg", tmp_path / "pair-1.jpg"]
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.format == "JPEG"
+
+
+def test_generate_without_a_server_says_how_to_start_one(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    done = subprocess.run(
+        [sys.executable, "-m", "limner", "generate", "a dot", "-o", str(tmp_path / "x.png")],
+        env={
+            **os.environ,
+            "LIMNER_API_KEY": "sk-proj-whatever",
+            "LIMNER_URL": f"http://127.0.0.1:{free_port()}/v1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "limner serve" in done.stderr and "no server answers" in done.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_generate_reports_the_servers_refusal(live_server: LiveServer, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "limner",
+            "generate",
+            "hardcore porn",
+            "-o",
+            str(tmp_path / "x.png"),
+        ],
+        env={
+            **os.environ,
+            "LIMNER_API_KEY": "sk-proj-not-a-key-000000",
+            "LIMNER_URL": live_server.api_url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "invalid_api_key" in done.stderr

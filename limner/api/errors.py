@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from limner import metrics
 from limner.api.middleware import request_id_var
 from limner.errors import LimnerError
 
@@ -21,6 +22,7 @@ def envelope(
     code: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    metrics.REQUEST_ERRORS.labels(code or type_).inc()
     all_headers = {"x-request-id": request_id_var.get()}
     # The SDK obeys x-should-retry over its own rules; a bad request never improves by retrying.
     if 400 <= status < 500 and status not in (408, 409, 429):

@@ -1,15 +1,30 @@
-"""Images routes: parse the body, call ImageService, shape the JSON response."""
+"""Images routes: parse the body, ask ImageService for an admitted run, then answer with its
+result (JSON) or its events (server-sent events, `stream=true`)."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 
 from limner.api import uploads
 from limner.api.deps import CurrentCaller, ImageServiceDep, SettingsDep, UrlBase
 from limner.api.middleware import request_id_var
+from limner.api.streaming import sse
 from limner.errors import InvalidRequest
 from limner.images import schemas
-from limner.images.service import ImageResult
+from limner.images.service import ImageResult, ImageRun
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
+logger = logging.getLogger(__name__)
+Result = TypeVar("Result")
+
+# How often a non-streaming request looks for its client having gone away.
+_DISCONNECT_POLL_SECONDS = 0.25
+# Not a status any client sees: the client is gone. Logged as nginx does.
+_CLIENT_CLOSED_REQUEST = 499
 
 
 @router.post("/generations", response_model=schemas.ImagesResponse)
@@ -17,7 +32,8 @@ async def create_image(
     request: Request, caller: CurrentCaller, service: ImageServiceDep, url_base: UrlBase
 ) -> Response:
     body = await uploads.json_body(request)
-    return _respond(await service.generate(caller, body, url_base, request_id_var.get()))
+    run = await service.generate(caller, body, url_base, request_id_var.get())
+    return await _answer(request, run, "image_generation")
 
 
 @router.post("/edits", response_model=schemas.ImagesResponse)
@@ -35,10 +51,10 @@ async def create_image_edit(
         edit = await uploads.json_edit_body(body, settings.allowed_image_hosts)
     if not edit.images:
         raise InvalidRequest("Missing required parameter: 'image'.", "image")
-    result = await service.edit(
+    run = await service.edit(
         caller, edit.fields, edit.images, edit.mask, url_base, request_id_var.get(), form=edit.form
     )
-    return _respond(result)
+    return await _answer(request, run, "image_edit")
 
 
 @router.post("/variations", response_model=schemas.ImagesResponse)
@@ -56,11 +72,50 @@ async def create_image_variation(
         raise InvalidRequest("Missing required parameter: 'image'.", "image")
     if len(edit.images) > 1 or edit.mask is not None:
         raise InvalidRequest("Image variations take exactly one 'image' and no 'mask'.", "image")
-    result = await service.vary(caller, edit.fields, edit.images[0], url_base, request_id_var.get())
-    return _respond(result)
+    run = await service.vary(caller, edit.fields, edit.images[0], url_base, request_id_var.get())
+    return await _answer(request, run, "image_variation")
 
 
-def _respond(result: ImageResult) -> Response:
+async def _answer(request: Request, run: ImageRun, prefix: str) -> Response:
+    if run.request.stream:
+        # Queued and past its first step (a full queue is still a JSON 503); the headers go
+        # out now, and what fails from here on arrives as an error event.
+        if await _unless_disconnected(request, _started(run)) is None:
+            await run.abandon()
+            return Response(status_code=_CLIENT_CLOSED_REQUEST)
+        return StreamingResponse(
+            sse(run, prefix), media_type="text/event-stream", headers=run.headers
+        )
+    result = await _unless_disconnected(request, run.result())
+    if result is None:
+        return Response(status_code=_CLIENT_CLOSED_REQUEST)
+    return _respond(result, run)
+
+
+async def _started(run: ImageRun) -> bool:
+    await run.start()
+    return True
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[Result]) -> Result | None:
+    """Await `work`, cancelling it if the client disconnects first (then None). A render
+    nobody waits for stops at its next denoising step and is never billed."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_SECONDS)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                logger.info("client disconnected; cancelling its render")
+                return None
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def _respond(result: ImageResult, run: ImageRun) -> Response:
     # Serialized by pydantic in one pass: the same bytes JSONResponse would send, without first
     # building a dict around megabytes of base64 and running json.dumps over it (~5 ms at
     # 1024x1024, bench/overhead.py).
@@ -68,5 +123,5 @@ def _respond(result: ImageResult) -> Response:
     return Response(
         result.response.model_dump_json(exclude_none=True),
         media_type="application/json",
-        headers={**result.headers, "x-limner-seed": str(result.request.seed)},
+        headers=run.headers,
     )

@@ -7,30 +7,32 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from contextlib import aclosing, contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image as PILImage
 
+from limner import metrics
 from limner.accounts.keys import Caller
 from limner.catalog import Catalog
 from limner.engine.protocol import ImageEngine
-from limner.engine.types import Rendered, RenderJob, Task
+from limner.engine.types import EngineEvent, Partial, RenderCancelled, Rendered, RenderJob, Task
 from limner.errors import (
     ContentPolicyViolation,
-    InvalidValue,
     LimnerError,
     ModerationBlocked,
     ServerError,
+    ServerOverloaded,
 )
 from limner.images import compose, inputs, outputs, schemas
 from limner.images.access import check_model_access
 from limner.images.rules import Operation, ResolvedRequest, resolve
 from limner.images.usage import ImageUsage, count_usage
-from limner.metering.meter import Charge, Meter
+from limner.metering.meter import Admitted, Charge, Meter
 from limner.metering.tiers import TierBook
-from limner.moderation.protocol import Moderator, Verdict
+from limner.moderation.protocol import Moderator, Subject, Verdict
 from limner.storage.blobs import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,18 @@ class ImageResult:
     usage: ImageUsage | None
     # x-ratelimit-* values after this request was admitted.
     headers: dict[str, str]
+    # Each image as encoded for the response (what a stream's completed events carry).
+    encoded: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PartialImage:
+    """One image's intermediate state, finished and encoded as the final one will be.
+    `index` is the 0-based partial number; `image` which of the request's n images."""
+
+    index: int
+    image: int
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -66,18 +80,18 @@ class ImageService:
         meter: Meter,
     ) -> None:
         self._catalog = catalog
-        self._engine = engine
+        self.engine = engine
         self._moderator = moderator
         self._blobs = blobs
         self._tiers = tiers
-        self._meter = meter
+        self.meter = meter
 
     async def generate(
         self, caller: Caller, body: Mapping[str, Any], url_base: str, request_id: str
-    ) -> ImageResult:
+    ) -> "ImageRun":
         request = resolve("generation", body, self._catalog)
         self._check_access(caller, request)
-        return await self._run(caller, request, EditSource([], None), url_base, request_id)
+        return await self._admit(caller, request, EditSource([], None), url_base, request_id)
 
     async def edit(
         self,
@@ -89,11 +103,11 @@ class ImageService:
         request_id: str,
         *,
         form: bool,
-    ) -> ImageResult:
+    ) -> "ImageRun":
         request = resolve("edit", body, self._catalog, form=form)
         self._check_access(caller, request)
         source = await asyncio.to_thread(_decode_edit_source, request, images, mask)
-        return await self._run(caller, request, source, url_base, request_id)
+        return await self._admit(caller, request, source, url_base, request_id)
 
     async def vary(
         self,
@@ -102,90 +116,86 @@ class ImageService:
         image: inputs.Upload,
         url_base: str,
         request_id: str,
-    ) -> ImageResult:
+    ) -> "ImageRun":
         request = resolve("variation", body, self._catalog, form=True)
         self._check_access(caller, request)
         source = await asyncio.to_thread(_decode_edit_source, request, [image], None)
-        return await self._run(caller, request, source, url_base, request_id)
+        return await self._admit(caller, request, source, url_base, request_id)
 
     def _check_access(self, caller: Caller, request: ResolvedRequest) -> None:
         """Before any input is decoded or compute spent: verification, then tier."""
         check_model_access(caller, request.entry, self._tiers.table())
 
-    async def _run(
+    async def _admit(
         self,
         caller: Caller,
         request: ResolvedRequest,
         source: EditSource,
         url_base: str,
         request_id: str,
-    ) -> ImageResult:
-        if request.stream:
-            raise InvalidValue(
-                "Streaming (stream=true) is not available on this server yet; send the request "
-                "without `stream` to receive the finished images.",
-                "stream",
-            )
-        # 1. Moderation of what came in, before any compute is spent.
-        self._enforce(request, self._moderator.check_prompt(request.prompt, request.moderation))
+    ) -> "ImageRun":
+        """Everything that may refuse a request before its response starts (so a streaming
+        request still gets an ordinary JSON error): moderation of what came in, exact usage,
+        budgets and rate limits. The run it returns holds the admission until it is delivered
+        or released."""
+        # 1. Moderation of what came in, before any compute is spent or any limit counted.
+        subject = Subject(request_id, caller.organization_id, request.moderation)
+        verdict = await asyncio.to_thread(self._moderator.check_prompt, request.prompt, subject)
+        self._enforce(request, verdict, subject)
         if source.images:
-            self._enforce(
-                request,
-                self._moderator.check_images(source.images, "input", request.moderation),
+            verdict = await asyncio.to_thread(
+                self._moderator.check_images, source.images, "input", subject
             )
+            self._enforce(request, verdict, subject)
         # 2. Usage is exact before generating: prompt tokens, input tiles, the output table.
         usage = await asyncio.to_thread(_count_usage, request, source)
         # 3. Budgets and rate limits, on the exact usage: refused before any compute.
-        admitted = await asyncio.to_thread(self._meter.admit, _charge(caller, request, usage))
-        try:
-            # 4. Render, then finish the images at the requested size, background and format.
-            logger.info(
-                "rendering", extra={"model": request.model, "n": request.n, "caller": caller.key_id}
-            )
-            rendered = await self._render(_job(request, source))
-            finished = await asyncio.to_thread(_finish, request, source, rendered)
-            self._enforce(
-                request, self._moderator.check_images(finished, "output", request.moderation)
-            )
-            encoded = await asyncio.to_thread(_encode_all, request, finished)
-            response = self._respond(request, encoded, usage, url_base)
-        except BaseException:
-            # Failed, moderated or cancelled: nothing delivered, nothing billed.
-            self._meter.release(admitted)
-            raise
-        # 5. Delivered: one usage record, once.
-        await asyncio.to_thread(self._meter.deliver, admitted, request_id)
-        return ImageResult(response, request, usage, admitted.headers)
+        admitted = await asyncio.to_thread(self.meter.admit, _charge(caller, request, usage))
+        return ImageRun(self, request, source, usage, admitted, subject, url_base)
 
-    async def _render(self, job: RenderJob) -> list[PILImage.Image]:
-        images: list[PILImage.Image] | None = None
-        try:
-            async for event in self._engine.stream(job):
-                if isinstance(event, Rendered):
-                    images = event.images
-        except LimnerError:
-            raise
-        except Exception as exc:
-            logger.exception("engine failed on backend %s", job.backend)
-            raise ServerError(
-                "The server had an error while processing your request. Sorry about that!"
-            ) from exc
-        if images is None or len(images) != job.n:
-            raise ServerError("The engine returned no images for this request.")
-        return images
+    async def _partial(self, run: "ImageRun", partial: Partial) -> list[PartialImage]:
+        """A partial state, finished and checked like an output: nothing unchecked leaves."""
+        finished = await asyncio.to_thread(_finish, run.request, run.source, partial.images)
+        verdict = await asyncio.to_thread(
+            self._moderator.check_images, finished, "output", run.subject
+        )
+        self._enforce(run.request, verdict, run.subject)
+        encoded = await asyncio.to_thread(_encode_all, run.request, finished)
+        return [PartialImage(partial.index, i, data) for i, data in enumerate(encoded)]
 
-    def _enforce(self, request: ResolvedRequest, verdict: Verdict) -> None:
+    async def _complete(self, run: "ImageRun", rendered: list[PILImage.Image]) -> ImageResult:
+        request = run.request
+        finished = await asyncio.to_thread(_finish, request, run.source, rendered)
+        # A refused output is never encoded, stored, returned or billed.
+        verdict = await asyncio.to_thread(
+            self._moderator.check_images, finished, "output", run.subject
+        )
+        self._enforce(request, verdict, run.subject)
+        encoded = await asyncio.to_thread(_encode_all, request, finished)
+        response = self._respond(request, encoded, run.usage, run.url_base)
+        # Delivered: one usage record, once.
+        await asyncio.to_thread(self.meter.deliver, run.admitted, run.subject.request_id)
+        metrics.IMAGES_GENERATED.labels(request.model).inc(len(encoded))
+        return ImageResult(response, request, run.usage, run.admitted.headers, encoded)
+
+    def _enforce(self, request: ResolvedRequest, verdict: Verdict, subject: Subject) -> None:
         if verdict.allowed:
             return
-        logger.info("moderation blocked", extra={"stage": verdict.stage, "check": verdict.check})
+        logger.info(
+            "moderation blocked",
+            extra={"stage": verdict.stage, "check": verdict.check, "score": verdict.score},
+        )
         if request.family == "dall-e":
             raise ContentPolicyViolation(
                 "Your request was rejected as a result of our safety system. Your prompt may "
                 "contain text that is not allowed by our safety system."
             )
+        # OpenAI's wording, with its 2026 suffix naming the categories; the operator can look
+        # the decision up by request id (GET /v1/limner/moderation/decisions).
         raise ModerationBlocked(
             "Your request was rejected by the safety system. If you believe this is an error, "
-            "contact your Limner operator."
+            f"contact your Limner operator and include the request ID {subject.request_id}. "
+            f"safety_violations=[{', '.join(verdict.categories)}]."
         )
 
     def _respond(
@@ -225,6 +235,124 @@ class ImageService:
             f"{url_base.rstrip('/')}/v1/images/files/{signed.name}"
             f"?expires={signed.expires}&signature={signed.signature}"
         )
+
+
+class ImageRun:
+    """An admitted request. `start()` queues its render; iterating `events()` runs it: partial
+    images as the engine offers them, then the result, delivered and billed. Leaving early (a
+    client gone, an error) cancels the render at its next step and releases the admission:
+    never billed."""
+
+    def __init__(
+        self,
+        service: ImageService,
+        request: ResolvedRequest,
+        source: EditSource,
+        usage: ImageUsage | None,
+        admitted: Admitted,
+        subject: Subject,
+        url_base: str,
+    ) -> None:
+        self.request = request
+        self.source = source
+        self.usage = usage
+        self.admitted = admitted
+        self.subject = subject
+        self.url_base = url_base
+        self._service = service
+        self._stream: AsyncIterator[EngineEvent] | None = None
+        self._first: EngineEvent | None = None
+        self._settled = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """x-ratelimit-* as admitted, and the seed that reproduces the images."""
+        return {**self.admitted.headers, "x-limner-seed": str(self.request.seed)}
+
+    async def start(self) -> None:
+        """Queue the render and wait for its first step. A full queue (503, retryable) refuses
+        here, while a streaming client can still be answered with a JSON error."""
+        if self._stream is not None:
+            return
+        self._stream = self._service.engine.stream(
+            _job(self.request, self.source, self.subject.request_id)
+        )
+        try:
+            with _engine_errors(self.request):
+                self._first = await anext(self._stream, None)
+        except BaseException:
+            await self.abandon()
+            raise
+
+    async def events(self) -> AsyncGenerator[PartialImage | ImageResult, None]:
+        service = self._service
+        try:
+            await self.start()
+            assert self._stream is not None
+            rendered: list[PILImage.Image] | None = None
+            with _engine_errors(self.request):
+                async for event in _chain(self._first, self._stream):
+                    if isinstance(event, Partial):
+                        for partial in await service._partial(self, event):
+                            yield partial
+                    elif isinstance(event, Rendered):
+                        rendered = event.images
+            if rendered is None or len(rendered) != self.request.n:
+                raise ServerError("The engine returned no images for this request.")
+            result = await service._complete(self, rendered)
+            self._settled = True  # delivered and billed: nothing to release
+            yield result
+        finally:
+            await self.abandon()
+
+    async def abandon(self) -> None:
+        """Stop the render (at its next step) and, unless delivered, release the admission."""
+        if self._stream is not None:
+            # Closing the engine's stream early is what cancels the render.
+            close = getattr(self._stream, "aclose", None)
+            if close is not None:
+                await close()
+        if not self._settled:
+            self._settled = True
+            # Failed, moderated or cancelled: nothing delivered, nothing billed.
+            self._service.meter.release(self.admitted)
+
+    async def result(self) -> ImageResult:
+        """The non-streaming path: the same events, drained; partials are not asked for."""
+        async with aclosing(self.events()) as events:
+            async for event in events:
+                if isinstance(event, ImageResult):
+                    return event
+        raise ServerError("The request finished without a result.")
+
+
+async def _chain(
+    first: EngineEvent | None, rest: AsyncIterator[EngineEvent]
+) -> AsyncIterator[EngineEvent]:
+    if first is not None:
+        yield first
+    async for event in rest:
+        yield event
+
+
+@contextmanager
+def _engine_errors(request: ResolvedRequest) -> Iterator[None]:
+    """What the engine raises, as a client may see it: its own errors as they are, a render
+    stopped by shutdown as a retryable 503, anything else as a logged 500."""
+    try:
+        yield
+    except LimnerError:
+        raise
+    except RenderCancelled as exc:
+        raise ServerOverloaded(
+            "The server is shutting down; retry the request.",
+            headers={"retry-after": "1", "retry-after-ms": "1000"},
+        ) from exc
+    except Exception as exc:
+        logger.exception("engine failed on backend %s", request.entry.served.backend.name)
+        raise ServerError(
+            "The server had an error while processing your request. Sorry about that!"
+        ) from exc
 
 
 def _decode_edit_source(
@@ -274,7 +402,7 @@ def _charge(caller: Caller, request: ResolvedRequest, usage: ImageUsage | None) 
     )
 
 
-def _job(request: ResolvedRequest, source: EditSource) -> RenderJob:
+def _job(request: ResolvedRequest, source: EditSource, request_id: str) -> RenderJob:
     backend = request.entry.served.backend
     size = (request.working_width, request.working_height)
     task: Task = "text2img"
@@ -301,6 +429,9 @@ def _job(request: ResolvedRequest, source: EditSource) -> RenderJob:
         init_image=init,
         mask=mask,
         strength=strength,
+        request_id=request_id,
+        # Partials cost a decode, a finish and a check each: only a stream asks for them.
+        partial_images=request.partial_images if request.stream else 0,
     )
 
 

@@ -8,6 +8,7 @@ sum is exact.
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -151,3 +152,38 @@ class PlatformDocument(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     body: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModerationPolicy(Base):
+    """An organization's changes to the packaged moderation policy, as JSON (merged over it)."""
+
+    __tablename__ = "moderation_policies"
+
+    organization_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModerationDecision(Base):
+    """One moderation decision: which stage, which check decided, the score. Never the image."""
+
+    __tablename__ = "moderation_decisions"
+    __table_args__ = (
+        Index("ix_moderation_decisions_request", "request_id"),
+        Index("ix_moderation_decisions_org_time", "organization_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(80))
+    organization_id: Mapped[str] = mapped_column(String(40))
+    stage: Mapped[str] = mapped_column(String(10))  # prompt | input | output
+    level: Mapped[str] = mapped_column(String(10))  # auto | low
+    allowed: Mapped[bool] = mapped_column(Boolean)
+    # The check that blocked, or every check that ran when allowed ("terms,prompt_classifier").
+    check: Mapped[str] = mapped_column(String(200))
+    categories: Mapped[str] = mapped_column(String(200))
+    score: Mapped[float] = mapped_column(Float)
+    detail: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[int] = mapped_column(BigInteger)

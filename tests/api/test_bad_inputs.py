@@ -274,12 +274,12 @@ CASES = [
         json=gen(partial_images=4),
     ),
     Case(
-        "stream not yet served",
+        "stream not a boolean",
         "/images/generations",
         400,
-        "invalid_value",
+        "invalid_type",
         "stream",
-        json=gen(stream=True),
+        json=gen(stream="sometimes"),
     ),
     Case(
         "stream on dall-e-2",

@@ -56,4 +56,4 @@ def test_health(live_server: LiveServer) -> None:
     body = httpx.get(live_server.base_url + "/healthz").json()
     assert body["status"] == "ok"
     assert body["database"] is True
-    assert {backend["name"] for backend in body["backends"]} == {"tiny", "broken"}
+    assert {backend["name"] for backend in body["backends"]} == {"tiny", "broken", "slow"}

@@ -1,0 +1,101 @@
+"""Server-sent events for `stream=true` (contract §5): the run's partial images, then one
+completed event per image, errors mid-stream as `data: {"error": {...}}`."""
+
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from limner import metrics
+from limner.errors import LimnerError
+from limner.images.service import ImageResult, ImageRun, PartialImage
+from limner.images.usage import ImageUsage
+
+logger = logging.getLogger(__name__)
+
+
+async def sse(run: ImageRun, prefix: str) -> AsyncIterator[bytes]:
+    """`prefix` is `image_generation` or `image_edit`. Closing this generator (the client went
+    away) closes the run's events, which cancels the render: it is never billed."""
+    try:
+        async with aclosing(run.events()) as events:
+            async for event in events:
+                if isinstance(event, PartialImage):
+                    yield _event(_partial(run, event, prefix))
+                elif isinstance(event, ImageResult):
+                    for completed in _completed(run, event, prefix):
+                        yield _event(completed)
+    except LimnerError as exc:
+        metrics.REQUEST_ERRORS.labels(exc.code or exc.type).inc()
+        if exc.status >= 500:
+            logger.error("stream failed: %s", exc.message, exc_info=exc.__cause__ or exc)
+        yield _error(exc.message, exc.type, exc.param, exc.code)
+    except Exception:
+        metrics.REQUEST_ERRORS.labels("server_error").inc()
+        logger.exception("stream failed")
+        yield _error(
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+        )
+
+
+def _settings(run: ImageRun) -> dict[str, Any]:
+    request = run.request
+    return {
+        "created_at": int(time.time()),
+        "size": request.size,
+        "quality": request.quality,
+        "background": request.background,
+        "output_format": request.output_format,
+    }
+
+
+def _partial(run: ImageRun, partial: PartialImage, prefix: str) -> dict[str, Any]:
+    return {
+        "type": f"{prefix}.partial_image",
+        "b64_json": base64.b64encode(partial.data).decode(),
+        **_settings(run),
+        "partial_image_index": partial.index,
+    }
+
+
+def _completed(run: ImageRun, result: ImageResult, prefix: str) -> list[dict[str, Any]]:
+    """One event per image; with n > 1 each carries its share of the usage, so that the
+    events' usages sum to the request's (the contract does not say how n > 1 streams)."""
+    count = len(result.encoded)
+    return [
+        {
+            "type": f"{prefix}.completed",
+            "b64_json": base64.b64encode(data).decode(),
+            **_settings(run),
+            "usage": _share(result.usage, index, count),
+        }
+        for index, data in enumerate(result.encoded)
+    ]
+
+
+def _share(usage: ImageUsage | None, index: int, count: int) -> dict[str, Any]:
+    if usage is None:
+        usage = ImageUsage(0, 0, 0)
+    # Input is read once (billed on the first image); output tokens are the same per image.
+    first = index == 0
+    output = usage.output_tokens // count + (usage.output_tokens % count if first else 0)
+    share = ImageUsage(
+        text_tokens=usage.text_tokens if first else 0,
+        image_tokens=usage.image_tokens if first else 0,
+        output_tokens=output,
+    )
+    return share.to_wire()
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    # `event:` = `type`: SDKs before 1.97.2 drop events whose name they do not know.
+    return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
+
+
+def _error(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return f"event: error\ndata: {json.dumps(body)}\n\n".encode()
