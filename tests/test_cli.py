@@ -8,8 +8,9 @@ from pathlib import Path
 
 import httpx
 import openai
+from PIL import Image
 
-from tests.conftest import LiveServer
+from tests.conftest import API_KEY, LiveServer, free_port
 
 
 def limner(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -65,33 +66,27 @@ def test_db_upgrade(tmp_path: Path) -> None:
     assert {"api_keys", "alembic_version"} <= tables
 
 
-def test_generate_streams_from_a_running_server(live_server: LiveServer, tmp_path: Path) -> None:
-    from PIL import Image
-
-    from tests.conftest import API_KEY
-
-    out = tmp_path / "dot.png"
-    env = {"LIMNER_API_KEY": API_KEY, "LIMNER_URL": live_server.api_url}
-    done = subprocess.run(
-        [sys.executable, "-m", "limner", "generate", "a dot", "-o", str(out), "--quality", "high"],
-        env={**os.environ, **env},
+def generate(*args: str, url: str, key: str) -> subprocess.CompletedProcess[str]:
+    """`limner generate` as a user runs it, pointed at `url` with `key`."""
+    return subprocess.run(
+        [sys.executable, "-m", "limner", "generate", *args],
+        env={**os.environ, "LIMNER_API_KEY": key, "LIMNER_URL": url},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_generate_streams_from_a_running_server(live_server: LiveServer, tmp_path: Path) -> None:
+    out, url = tmp_path / "dot.png", live_server.api_url
+    done = generate("a dot", "-o", str(out), "--quality", "high", url=url, key=API_KEY)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(out)
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size == (1024, 1024)
     # Two images, numbered, as JPEG because the file name says so.
     jpeg = tmp_path / "pair.jpg"
-    pair = subprocess.run(
-        [sys.executable, "-m", "limner", "generate", "two dots", "-o", str(jpeg), "--n", "2"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    pair = generate("two dots", "-o", str(jpeg), "--n", "2", url=url, key=API_KEY)
     assert pair.returncode == 0, pair.stderr
     paths = [Path(line) for line in pair.stdout.split()]
     assert paths == [tmp_path / "pair-0.jpg", tmp_path / "pair-1.jpg"]
@@ -101,43 +96,15 @@ def test_generate_streams_from_a_running_server(live_server: LiveServer, tmp_pat
 
 
 def test_generate_without_a_server_says_how_to_start_one(tmp_path: Path) -> None:
-    from tests.conftest import free_port
-
-    done = subprocess.run(
-        [sys.executable, "-m", "limner", "generate", "a dot", "-o", str(tmp_path / "x.png")],
-        env={
-            **os.environ,
-            "LIMNER_API_KEY": "sk-proj-whatever",
-            "LIMNER_URL": f"http://127.0.0.1:{free_port()}/v1",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
+    done = generate("a dot", "-o", str(tmp_path / "x.png"), url=nowhere, key="sk-proj-whatever")
     assert done.returncode == 1
     assert "limner serve" in done.stderr and "no server answers" in done.stderr
     assert not (tmp_path / "x.png").exists()
 
 
 def test_generate_reports_the_servers_refusal(live_server: LiveServer, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "limner",
-            "generate",
-            "hardcore porn",
-            "-o",
-            str(tmp_path / "x.png"),
-        ],
-        env={
-            **os.environ,
-            "LIMNER_API_KEY": "sk-proj-not-a-key-000000",
-            "LIMNER_URL": live_server.api_url,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = str(tmp_path / "x.png")
+    done = generate("a dot", "-o", out, url=live_server.api_url, key="sk-proj-not-a-key-000000")
     assert done.returncode == 1
     assert "invalid_api_key" in done.stderr

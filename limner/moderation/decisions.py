@@ -43,7 +43,7 @@ class Decision:
             "allowed": self.allowed,
             "check": self.check[:200],
             "categories": ",".join(self.categories)[:200],
-            "score": round(self.score, 6),
+            "score": self.score,
             "detail": self.detail[:200],
             "created_at": self.created_at,
         }

@@ -1,6 +1,8 @@
 """Moderation through the live server: refusals in both families' shapes, per-organization
 policy through the operator API, image checks at both stages, no usage, every decision logged."""
 
+import base64
+import io
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -8,7 +10,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from PIL import Image
 
+from limner.moderation.image_classifiers import OpenNsfwCheck
 from tests.api.conftest import png_bytes
 from tests.conftest import ADMIN_KEY, LiveServer
 
@@ -109,43 +113,81 @@ def test_severe_prompts_are_refused_at_low_too_in_each_familys_shape(sdk: openai
     assert "rejected as a result of our safety system" in caught.value.message
 
 
+def open_nsfw_score(data: bytes) -> float:
+    """What the server's open_nsfw check scores this image, computed here the same way."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return OpenNsfwCheck().score_images([image])[0].score
+
+
+def thresholds(stage: str, value: float) -> dict[str, Any]:
+    return {
+        "checks": {"open_nsfw": {"stages": [stage], "thresholds": {"auto": value, "low": value}}}
+    }
+
+
 def test_a_refused_input_image(
     platform_server: LiveServer, customer: dict[str, str], sdk: openai.OpenAI
 ) -> None:
-    """open_nsfw reads the uploaded image; a threshold of 0 refuses any image at that stage."""
-    changes = {"checks": {"open_nsfw": {"stages": ["input"], "thresholds": {"auto": 0, "low": 0}}}}
-    assert set_policy(platform_server, customer["id"], changes).status_code == 200
+    """The real open_nsfw scores the upload; a threshold just under that score refuses it, one
+    just over lets it through."""
+    upload = png_bytes()
+    score = open_nsfw_score(upload)
+    assert 0 < score < 0.5
+
+    def edit() -> Any:
+        return sdk.images.edit(
+            model="gpt-image-1", image=("in.png", upload, "image/png"), prompt="make it blue"
+        )
+
+    assert set_policy(platform_server, customer["id"], thresholds("input", score * 0.9)).is_success
     with pytest.raises(openai.BadRequestError) as caught:
-        sdk.images.edit(model="gpt-image-1", image=("in.png", png_bytes(), "image/png"), prompt="x")
+        edit()
     assert caught.value.code == "moderation_blocked"
     rows = decisions(platform_server, caught.value.response.headers["x-request-id"])
     assert [(r["stage"], r["allowed"]) for r in rows] == [("prompt", True), ("input", False)]
-    assert rows[1]["check"] == "open_nsfw" and rows[1]["score"] > 0
-    # Generations have no input image: the same policy lets them through.
-    assert sdk.images.generate(model="gpt-image-1", prompt="a red circle", quality="low").data
+    assert rows[1]["check"] == "open_nsfw" and rows[1]["score"] == pytest.approx(score, rel=1e-3)
+    assert usage_results(platform_server, customer) == []
+
+    assert set_policy(platform_server, customer["id"], thresholds("input", score * 1.1)).is_success
+    assert edit().data
     assert len(usage_results(platform_server, customer)) == 1
 
 
 def test_a_refused_output_is_neither_returned_nor_billed(
     platform_server: LiveServer, customer: dict[str, str], sdk: openai.OpenAI
 ) -> None:
-    # One image a minute: the refused render's image must go back to the window.
+    """A known generated image (fixed seed) trips the real classifier once the organization's
+    threshold is lowered under its score; the refused render is not billed and its image goes
+    back to the per-minute window."""
     with openai.OpenAI(
         base_url=platform_server.api_url, admin_api_key=customer["admin"], api_key=""
     ) as admin:
         admin.admin.organization.projects.rate_limits.update_rate_limit(
-            "rl-gpt-image-1", project_id=customer["project"], max_images_per_1_minute=1
+            "rl-gpt-image-1", project_id=customer["project"], max_images_per_1_minute=2
         )
-    changes = {"checks": {"open_nsfw": {"stages": ["output"], "thresholds": {"auto": 0, "low": 0}}}}
-    assert set_policy(platform_server, customer["id"], changes).status_code == 200
+
+    def generate() -> Any:
+        return sdk.images.generate(
+            model="gpt-image-1", prompt="a red circle", quality="low", extra_body={"seed": 5}
+        )
+
+    first = generate()
+    score = open_nsfw_score(base64.b64decode(first.data[0].b64_json))
+    assert 0 < score < 0.5
+    assert set_policy(platform_server, customer["id"], thresholds("output", score * 0.9)).is_success
     with pytest.raises(openai.BadRequestError) as caught:
-        sdk.images.generate(model="gpt-image-1", prompt="a red circle", quality="low")
+        generate()
     assert caught.value.code == "moderation_blocked"
     rows = decisions(platform_server, caught.value.response.headers["x-request-id"])
     assert [(r["stage"], r["allowed"]) for r in rows] == [("prompt", True), ("output", False)]
-    assert usage_results(platform_server, customer) == []
-    assert set_policy(platform_server, customer["id"], {}).status_code == 200
-    assert sdk.images.generate(model="gpt-image-1", prompt="a red circle", quality="low").data
+    assert rows[1]["score"] == pytest.approx(score, rel=1e-3)
+    assert [r.images for r in usage_results(platform_server, customer)] == [1]
+    # The refused image went back to the window: a second image still fits in the minute.
+    assert set_policy(platform_server, customer["id"], {}).is_success
+    again = generate()
+    assert again.data[0].b64_json == first.data[0].b64_json
+    assert [r.images for r in usage_results(platform_server, customer)] == [2]
 
 
 def test_policy_api(platform_server: LiveServer, customer: dict[str, str]) -> None:
