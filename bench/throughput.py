@@ -9,6 +9,7 @@ goals: throughput at concurrency 8, on vs off (goal >= 3x), and p95 latency at c
 batching on vs solo latency (p50 at concurrency 1, batching off; goal <= 2x).
 
     python bench/throughput.py [--requests 32] [--threads 1] [--rounds 1] [--batch-wait-ms 10]
+                               [--device cpu|cuda]
 """
 
 import argparse
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32, help="requests per measurement")
     parser.add_argument("--rounds", type=int, default=1, help="measurements per setting (median)")
     parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="batching window")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto")
     parser.add_argument(
         "--threads",
         type=int,
@@ -76,7 +78,7 @@ def main() -> None:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     steps, resolution = low_quality_tier()
-    backend = DiffusersBackend(BACKEND, MODEL_DIR, device="cpu")
+    backend = DiffusersBackend(BACKEND, MODEL_DIR, device=args.device)
     print(
         f"limner-mini, quality=low: {steps} steps at {resolution}x{resolution}, n=1 per request, "
         f"{args.requests} requests per measurement, median of {args.rounds} round(s), "

@@ -1,5 +1,5 @@
 """Server-sent events for `stream=true` (contract §5): the run's partial images, then one
-completed event per image, errors mid-stream as `data: {"error": {...}}`."""
+completed event per image, errors mid-stream as an unnamed `data: {"error": {...}}` event."""
 
 import base64
 import json
@@ -98,4 +98,6 @@ def _event(payload: dict[str, Any]) -> bytes:
 
 def _error(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return f"event: error\ndata: {json.dumps(body)}\n\n".encode()
+    # No `event:` line: SDKs up to 1.97.1 drop events with names they do not know, and one
+    # without a name reaches every version, which raises APIError from its `error` key.
+    return f"data: {json.dumps(body)}\n\n".encode()

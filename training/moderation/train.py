@@ -1,6 +1,6 @@
 """Train the prompt classifier's heads (limner/moderation/prompt_classifier.npz).
 
-Reads prompts.train.jsonl and prompts.train.extra.jsonl beside this file (rows of "text",
+Reads prompts.train{,.extra,.boundary}.jsonl beside this file (rows of "text",
 "category", "severity"), embeds each prompt with limner-mini's sentence encoder
 (all-MiniLM-L6-v2, the one the server uses), and fits a small MLP with one sigmoid per head
 (`<category>/any`, `<category>/severe`). A sexualised minor is also sexual and severe. Then
@@ -123,7 +123,13 @@ def main() -> None:
 
     # prompts.train.extra.jsonl: more hard benign prompts (identities, medicine, children in
     # innocent scenes, combat sports, double meanings) written after the first round's errors.
-    train = [*read(HERE / "prompts.train.jsonl"), *read(HERE / "prompts.train.extra.jsonl")]
+    # prompts.train.boundary.jsonl: where mild ends (clothed glamour and contact sports are
+    # benign; nudity without a sexual act is mild, not severe).
+    train = [
+        *read(HERE / "prompts.train.jsonl"),
+        *read(HERE / "prompts.train.extra.jsonl"),
+        *read(HERE / "prompts.train.boundary.jsonl"),
+    ]
     held_out = read(HERE / "prompts.eval.jsonl")
     print(f"{len(train)} training prompts, {len(held_out)} held out")
     heads = fit(
