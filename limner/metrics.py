@@ -32,6 +32,11 @@ GENERATION_SECONDS = Histogram(
     ["model"],
     buckets=_SECONDS_BUCKETS,
 )
+RENDERS_CANCELLED = Counter(
+    "limner_renders_cancelled_total",
+    "Jobs whose consumer left before their images (client gone, error, shutdown).",
+    ["model"],
+)
 IMAGES_GENERATED = Counter(
     "limner_images_generated_total",
     "Images delivered to clients.",

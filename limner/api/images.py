@@ -3,7 +3,8 @@ result (JSON) or its events (server-sent events, `stream=true`)."""
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import aclosing
 from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response
@@ -23,6 +24,8 @@ Result = TypeVar("Result")
 
 # How often a non-streaming request looks for its client having gone away.
 _DISCONNECT_POLL_SECONDS = 0.25
+# What `anext` returns once the events are over.
+_END = b""
 # Not a status any client sees: the client is gone. Logged as nginx does.
 _CLIENT_CLOSED_REQUEST = 499
 
@@ -84,12 +87,26 @@ async def _answer(request: Request, run: ImageRun, prefix: str) -> Response:
             await run.abandon()
             return Response(status_code=_CLIENT_CLOSED_REQUEST)
         return StreamingResponse(
-            sse(run, prefix), media_type="text/event-stream", headers=run.headers
+            _while_connected(request, sse(run, prefix)),
+            media_type="text/event-stream",
+            headers=run.headers,
         )
     result = await _unless_disconnected(request, run.result())
     if result is None:
         return Response(status_code=_CLIENT_CLOSED_REQUEST)
     return _respond(result, run)
+
+
+async def _while_connected(request: Request, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`events` until they end or the client goes away. A disconnect is otherwise noticed only
+    when the next event fails to send, which for `partial_images=0` is after the whole render
+    (and its bill); watching for it cancels the render at its next step instead."""
+    async with aclosing(events):  # type: ignore[type-var]
+        while True:
+            step = await _unless_disconnected(request, anext(events, _END))
+            if step is None or step is _END:
+                return
+            yield step
 
 
 async def _started(run: ImageRun) -> bool:

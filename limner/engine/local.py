@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from PIL import Image
 
+from limner import metrics
 from limner.engine.protocol import ImageBackend, ImageEngine
 from limner.engine.types import (
     MAX_PARTIAL_IMAGES,
@@ -85,6 +86,7 @@ class LocalEngine:
                 # still need the call, and whatever it would still get is dropped.
                 ticket.leave()
                 worker.withdraw(ticket)
+                metrics.RENDERS_CANCELLED.labels(job.backend).inc()
 
     def backends(self) -> list[BackendInfo]:
         return [backend.info() for backend in self._backends.values()]

@@ -306,16 +306,17 @@ class ImageRun:
             await self.abandon()
 
     async def abandon(self) -> None:
-        """Stop the render (at its next step) and, unless delivered, release the admission."""
+        """Unless delivered, release the admission; stop the render (at its next step)."""
+        if not self._settled:
+            self._settled = True
+            # Failed, moderated or cancelled: nothing delivered, nothing billed. Released
+            # before anything is awaited, so a cancelled task cannot skip it.
+            self._service.meter.release(self.admitted)
         if self._stream is not None:
             # Closing the engine's stream early is what cancels the render.
             close = getattr(self._stream, "aclose", None)
             if close is not None:
                 await close()
-        if not self._settled:
-            self._settled = True
-            # Failed, moderated or cancelled: nothing delivered, nothing billed.
-            self._service.meter.release(self.admitted)
 
     async def result(self) -> ImageResult:
         """The non-streaming path: the same events, drained; partials are not asked for."""
