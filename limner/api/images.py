@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from limner.api import uploads
 from limner.api.deps import CurrentCaller, ImageServiceDep, SettingsDep, UrlBase
@@ -90,6 +91,9 @@ async def _answer(request: Request, run: ImageRun, prefix: str) -> Response:
             _while_connected(request, sse(run, prefix)),
             media_type="text/event-stream",
             headers=run.headers,
+            # Runs once the response is over, however it ended: a client gone before the first
+            # event never starts the generators above, so their cleanup would never run.
+            background=BackgroundTask(run.abandon),
         )
     result = await _unless_disconnected(request, run.result())
     if result is None:
