@@ -11,7 +11,7 @@ database and reports:
 * the block rate on the held-out unacceptable prompts, per category and severity, at both levels
   (`auto` should refuse mild and severe, `low` severe).
 
-    python bench/moderation.py [--rounds 200]
+    python bench/moderation.py [--rounds 100] [--eval training/moderation/prompts.eval2.jsonl]
 """
 
 import argparse
@@ -65,9 +65,12 @@ def photo_like(size: int, seed: int = 0) -> Image.Image:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument(
+        "--eval", type=Path, default=EVAL_FILE, help="held-out prompts (JSON lines)"
+    )
     args = parser.parse_args()
 
-    rows = [json.loads(line) for line in EVAL_FILE.read_text().splitlines() if line]
+    rows = [json.loads(line) for line in args.eval.read_text().splitlines() if line]
     with tempfile.TemporaryDirectory() as home:
         engine = make_engine(f"sqlite:///{Path(home) / 'bench.db'}")
         upgrade(engine)

@@ -1,6 +1,6 @@
 """Train the prompt classifier's heads (limner/moderation/prompt_classifier.npz).
 
-Reads prompts.train{,.extra,.boundary}.jsonl beside this file (rows of "text",
+Reads prompts.train{,.extra,.boundary,.idioms}.jsonl beside this file (rows of "text",
 "category", "severity"), embeds each prompt with limner-mini's sentence encoder
 (all-MiniLM-L6-v2, the one the server uses), and fits a small MLP with one sigmoid per head
 (`<category>/any`, `<category>/severe`). A sexualised minor is also sexual and severe. Then
@@ -129,6 +129,9 @@ def main() -> None:
         *read(HERE / "prompts.train.jsonl"),
         *read(HERE / "prompts.train.extra.jsonl"),
         *read(HERE / "prompts.train.boundary.jsonl"),
+        # prompts.train.idioms.jsonl: idioms ("killing it", "photobomb"), red messes, rescue
+        # work, games, beauty, 16 other languages, very short inputs.
+        *read(HERE / "prompts.train.idioms.jsonl"),
     ]
     held_out = read(HERE / "prompts.eval.jsonl")
     print(f"{len(train)} training prompts, {len(held_out)} held out")
