@@ -1,6 +1,6 @@
 """A client for a running Limner server's streaming Images API (what `limner generate` uses).
 
-Plain httpx and a small server-sent-events reader: the CLI must not need the `openai` package.
+httpx and httpx-sse: the CLI must not need the `openai` package.
 """
 
 import json
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from httpx_sse import connect_sse
 
 
 class ServerUnavailable(Exception):
@@ -23,42 +24,26 @@ class RequestFailed(Exception):
         self.error = error
 
 
-def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Each event's `data` parsed as JSON; `event:` names are ignored (the payload has `type`)."""
-    data: list[str] = []
-    for line in lines:
-        if line == "":
-            if data:
-                payload = "\n".join(data)
-                data = []
-                if payload.startswith("[DONE]"):
-                    return
-                yield json.loads(payload)
-            continue
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-    if data and not data[0].startswith("[DONE]"):
-        yield json.loads("\n".join(data))
-
-
 def stream_generation(
     base_url: str, api_key: str, body: dict[str, Any], timeout: float = 600.0
 ) -> Iterator[dict[str, Any]]:
     """POST /images/generations with stream=true; yield each partial and completed event."""
     url = base_url.rstrip("/") + "/images/generations"
     headers = {"authorization": f"Bearer {api_key}", "accept": "text/event-stream"}
+    limits = httpx.Timeout(timeout, connect=5.0)
+    request = {"json": {**body, "stream": True}, "headers": headers}
     try:
-        with httpx.stream(
-            "POST",
-            url,
-            json={**body, "stream": True},
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=5.0),
-        ) as response:
-            if response.status_code != 200:
-                response.read()
-                raise RequestFailed(response.status_code, _error_of(response))
-            for event in sse_events(response.iter_lines()):
+        with (
+            httpx.Client(timeout=limits) as client,
+            connect_sse(client, "POST", url, **request) as source,
+        ):
+            if source.response.status_code != 200:
+                source.response.read()
+                raise RequestFailed(source.response.status_code, _error_of(source.response))
+            for message in source.iter_sse():
+                if message.data.startswith("[DONE]"):
+                    return
+                event = json.loads(message.data)
                 if event.get("error"):
                     raise RequestFailed(200, event["error"])
                 yield event

@@ -1,6 +1,7 @@
 """The one place where errors become OpenAI's §7 envelope, with status and retry headers."""
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -9,9 +10,18 @@ from starlette.exceptions import HTTPException
 
 from limner import metrics
 from limner.api.middleware import request_id_var
-from limner.errors import LimnerError
+from limner.errors import LimnerError, ServerError
 
 logger = logging.getLogger(__name__)
+
+
+def error_object(
+    message: str, type_: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """The §7 body. Every error a client receives, as a response or as a stream's error event,
+    is built here, so here it is counted."""
+    metrics.REQUEST_ERRORS.labels(code or type_).inc()
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 def envelope(
@@ -22,21 +32,31 @@ def envelope(
     code: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    metrics.REQUEST_ERRORS.labels(code or type_).inc()
     all_headers = {"x-request-id": request_id_var.get()}
     # The SDK obeys x-should-retry over its own rules; a bad request never improves by retrying.
     if 400 <= status < 500 and status not in (408, 409, 429):
         all_headers["x-should-retry"] = "false"
     all_headers.update(headers or {})
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    body = error_object(message, type_, param, code)
     return JSONResponse(body, status_code=status, headers=all_headers)
 
 
-async def _limner_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, LimnerError)
+def client_error(exc: Exception) -> LimnerError:
+    """An exception as the client will see it. Server faults are logged with their stack,
+    which never reaches the client; anything unexpected becomes a plain server_error."""
+    if not isinstance(exc, LimnerError):
+        logger.error("unhandled error", exc_info=exc)
+        return ServerError(
+            "The server had an error while processing your request. Sorry about that!"
+        )
     if exc.status >= 500:
         logger.error("request failed: %s", exc.message, exc_info=exc.__cause__ or exc)
-    return envelope(exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
+    return exc
+
+
+async def _error_response(_request: Request, exc: Exception) -> JSONResponse:
+    error = client_error(exc)
+    return envelope(error.status, error.message, error.type, error.param, error.code, error.headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -74,18 +94,9 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return envelope(exc.status_code, str(exc.detail), "invalid_request_error")
 
 
-async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
-    # The stack goes to the log, never to the client.
-    logger.error("unhandled error", exc_info=exc)
-    return envelope(
-        500,
-        "The server had an error while processing your request. Sorry about that!",
-        "server_error",
-    )
-
-
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(LimnerError, _limner_error)
+    app.add_exception_handler(LimnerError, _error_response)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    # The stack goes to the log, never to the client.
+    app.add_exception_handler(Exception, _error_response)

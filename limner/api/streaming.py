@@ -3,18 +3,14 @@ completed event per image, errors mid-stream as an unnamed `data: {"error": {...
 
 import base64
 import json
-import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from limner import metrics
-from limner.errors import LimnerError
+from limner.api.errors import client_error, error_object
 from limner.images.service import ImageResult, ImageRun, PartialImage
 from limner.images.usage import ImageUsage
-
-logger = logging.getLogger(__name__)
 
 
 async def sse(run: ImageRun, prefix: str) -> AsyncIterator[bytes]:
@@ -28,18 +24,11 @@ async def sse(run: ImageRun, prefix: str) -> AsyncIterator[bytes]:
                 elif isinstance(event, ImageResult):
                     for completed in _completed(run, event, prefix):
                         yield _event(completed)
-    except LimnerError as exc:
-        metrics.REQUEST_ERRORS.labels(exc.code or exc.type).inc()
-        if exc.status >= 500:
-            logger.error("stream failed: %s", exc.message, exc_info=exc.__cause__ or exc)
-        yield _error(exc.message, exc.type, exc.param, exc.code)
-    except Exception:
-        metrics.REQUEST_ERRORS.labels("server_error").inc()
-        logger.exception("stream failed")
-        yield _error(
-            "The server had an error while processing your request. Sorry about that!",
-            "server_error",
-        )
+    except Exception as exc:
+        # Rendered by api/errors.py like any error response, sent as an event: the status
+        # line went out with the first event.
+        error = client_error(exc)
+        yield _data(error_object(error.message, error.type, error.param, error.code))
 
 
 def _settings(run: ImageRun) -> dict[str, Any]:
@@ -71,7 +60,7 @@ def _completed(run: ImageRun, result: ImageResult, prefix: str) -> list[dict[str
             "type": f"{prefix}.completed",
             "b64_json": base64.b64encode(data).decode(),
             **_settings(run),
-            "usage": _share(result.usage, index, count),
+            "usage": _share(run.usage, index, count),
         }
         for index, data in enumerate(result.encoded)
     ]
@@ -93,11 +82,10 @@ def _share(usage: ImageUsage | None, index: int, count: int) -> dict[str, Any]:
 
 def _event(payload: dict[str, Any]) -> bytes:
     # `event:` = `type`: SDKs before 1.97.2 drop events whose name they do not know.
-    return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
+    return f"event: {payload['type']}\n".encode() + _data(payload)
 
 
-def _error(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+def _data(payload: dict[str, Any]) -> bytes:
     # No `event:` line: SDKs up to 1.97.1 drop events with names they do not know, and one
     # without a name reaches every version, which raises APIError from its `error` key.
-    return f"data: {json.dumps(body)}\n\n".encode()
+    return f"data: {json.dumps(payload)}\n\n".encode()

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import aclosing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image as PILImage
@@ -40,15 +40,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ImageResult:
-    """A delivered request: the wire response plus what the transport may want to expose."""
+    """A delivered request: the wire response, and each image as encoded for it (what a
+    stream's completed events carry). Its request, usage and headers are the run's."""
 
     response: schemas.ImagesResponse
-    request: ResolvedRequest
-    usage: ImageUsage | None
-    # x-ratelimit-* values after this request was admitted.
-    headers: dict[str, str]
-    # Each image as encoded for the response (what a stream's completed events carry).
-    encoded: list[bytes] = field(default_factory=list)
+    encoded: list[bytes]
 
 
 @dataclass(frozen=True)
@@ -154,37 +150,31 @@ class ImageService:
         return ImageRun(self, request, source, usage, admitted, subject, url_base)
 
     async def _partial(self, run: "ImageRun", partial: Partial) -> list[PartialImage]:
-        """A partial state, finished and checked like an output: nothing unchecked leaves."""
-        finished = await asyncio.to_thread(_finish, run.request, run.source, partial.images)
+        encoded = await self._checked_output(run, partial.images)
+        return [PartialImage(partial.index, i, data) for i, data in enumerate(encoded)]
+
+    async def _complete(self, run: "ImageRun", rendered: list[PILImage.Image]) -> ImageResult:
+        encoded = await self._checked_output(run, rendered)
+        response = self._respond(run.request, encoded, run.usage, run.url_base)
+        # Delivered: one usage record, once.
+        await asyncio.to_thread(self.meter.deliver, run.admitted, run.subject.request_id)
+        metrics.IMAGES_GENERATED.labels(run.request.model).inc(len(encoded))
+        return ImageResult(response, encoded)
+
+    async def _checked_output(self, run: "ImageRun", images: list[PILImage.Image]) -> list[bytes]:
+        """Rendered images (final or partial) finished at the requested size, background and
+        format, after the output check: a refused image is never encoded, stored or returned."""
+        finished = await asyncio.to_thread(_finish, run.request, run.source, images)
         verdict = await asyncio.to_thread(
             self._moderator.check_images, finished, "output", run.subject
         )
         self._enforce(run.request, verdict, run.subject)
-        encoded = await asyncio.to_thread(_encode_all, run.request, finished)
-        return [PartialImage(partial.index, i, data) for i, data in enumerate(encoded)]
-
-    async def _complete(self, run: "ImageRun", rendered: list[PILImage.Image]) -> ImageResult:
-        request = run.request
-        finished = await asyncio.to_thread(_finish, request, run.source, rendered)
-        # A refused output is never encoded, stored, returned or billed.
-        verdict = await asyncio.to_thread(
-            self._moderator.check_images, finished, "output", run.subject
-        )
-        self._enforce(request, verdict, run.subject)
-        encoded = await asyncio.to_thread(_encode_all, request, finished)
-        response = self._respond(request, encoded, run.usage, run.url_base)
-        # Delivered: one usage record, once.
-        await asyncio.to_thread(self.meter.deliver, run.admitted, run.subject.request_id)
-        metrics.IMAGES_GENERATED.labels(request.model).inc(len(encoded))
-        return ImageResult(response, request, run.usage, run.admitted.headers, encoded)
+        return await asyncio.to_thread(_encode_all, run.request, finished)
 
     def _enforce(self, request: ResolvedRequest, verdict: Verdict, subject: Subject) -> None:
+        # The moderator has already logged the decision with its request id.
         if verdict.allowed:
             return
-        logger.info(
-            "moderation blocked",
-            extra={"stage": verdict.stage, "check": verdict.check, "score": verdict.score},
-        )
         if request.family == "dall-e":
             raise ContentPolicyViolation(
                 "Your request was rejected as a result of our safety system. Your prompt may "

@@ -8,7 +8,6 @@ is pending now (tests, shutdown). Images are never stored: only which check deci
 import logging
 import queue
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +128,3 @@ def _wire(row: ModerationDecision) -> dict[str, Any]:
         "detail": row.detail,
         "created_at": row.created_at,
     }
-
-
-def now() -> int:
-    return int(time.time())

@@ -8,13 +8,14 @@ built-ins below, plus any the operator names as "module:Class" in LIMNER_MODERAT
 import importlib
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from PIL import Image
 
 from limner.moderation import image_classifiers, prompt_classifier, terms
-from limner.moderation.decisions import Decision, DecisionLog, now
+from limner.moderation.decisions import Decision, DecisionLog
 from limner.moderation.policy import Policy, PolicyBook, PolicyError, load_policy_document, worst
 from limner.moderation.protocol import ImageCheck, PromptCheck, Signal, Stage, Subject, Verdict
 from limner.storage.db import Database
@@ -70,10 +71,14 @@ class PolicyModerator:
         policy = self.policies.policy(subject.organization_id)
         names = policy.checks_at("prompt")
         signals: list[Signal] = []
+        term_check: terms.TermCheck | None = None
         for name in names:
             check = self._check(name, policy)
             signals.extend(check.score_prompt(prompt))  # type: ignore[union-attr]
-        signals.extend(self._minor_rule(prompt, policy, signals))
+            if isinstance(check, terms.TermCheck):
+                term_check = check
+        if term_check is not None:
+            signals.extend(self._minor_rule(prompt, term_check, policy, signals))
         return self._decide(signals, names, "prompt", subject, policy)
 
     def check_images(self, images: list[Image.Image], stage: Stage, subject: Subject) -> Verdict:
@@ -85,12 +90,12 @@ class PolicyModerator:
             signals.extend(check.score_images(images))  # type: ignore[union-attr]
         return self._decide(signals, names, stage, subject, policy)
 
-    def _minor_rule(self, prompt: str, policy: Policy, signals: list[Signal]) -> list[Signal]:
+    def _minor_rule(
+        self, prompt: str, term_check: terms.TermCheck, policy: Policy, signals: list[Signal]
+    ) -> list[Signal]:
         """A minor named alongside a sexual score refuses at every level, whatever each scores
         alone: 'a schoolgirl' and 'a woman in lingerie' are both fine, together they are not."""
-        if terms.CHECK_NAME not in policy.checks_at("prompt"):
-            return []
-        minor = self._term_check(policy).minor_mention(prompt)
+        minor = term_check.minor_mention(prompt)
         if minor is None or any(
             s.category == "minors" and s.check == terms.CHECK_NAME for s in signals
         ):
@@ -133,7 +138,7 @@ class PolicyModerator:
                 categories=verdict.categories,
                 score=verdict.score,
                 detail=detail,
-                created_at=now(),
+                created_at=int(time.time()),
             )
         )
         return verdict

@@ -2,12 +2,14 @@
 
 import io
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import openai
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.conftest import API_KEY, LiveServer
+from tests.conftest import ADMIN_KEY, API_KEY, LiveServer
 
 
 @pytest.fixture()
@@ -19,6 +21,32 @@ def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
 @pytest.fixture()
 def async_client(live_server: LiveServer) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=live_server.api_url, api_key=API_KEY, max_retries=0)
+
+
+def new_organization(server: LiveServer, **body: object) -> dict[str, Any]:
+    """An organization created through the operator API (its first admin key included)."""
+    response = httpx.post(
+        server.api_url + "/limner/organizations",
+        json={"name": "customer", **body},
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    assert response.status_code == 200, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def project_key(
+    server: LiveServer, organization: str, project: str, admin_key: str = ADMIN_KEY
+) -> str:
+    """A project key minted through the operator API."""
+    response = httpx.post(
+        f"{server.api_url}/limner/organizations/{organization}/projects/{project}/api_keys",
+        json={"name": "app"},
+        headers={"authorization": f"Bearer {admin_key}"},
+    )
+    assert response.status_code == 200, response.text
+    value: str = response.json()["value"]
+    return value
 
 
 def png_bytes(size: tuple[int, int] = (64, 64), color: str = "navy", mode: str = "RGB") -> bytes:

@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 
+from tests.api.conftest import new_organization, project_key
 from tests.conftest import ADMIN_KEY, API_KEY, LiveServer
 
 
@@ -21,30 +22,6 @@ def admin(platform_server: LiveServer) -> Iterator[openai.OpenAI]:
 
 def _client(platform_server: LiveServer, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=platform_server.api_url, api_key=key, max_retries=0)
-
-
-def _new_organization(platform_server: LiveServer, **body: object) -> dict[str, object]:
-    response = httpx.post(
-        platform_server.api_url + "/limner/organizations",
-        json={"name": "customer", **body},
-        headers={"authorization": f"Bearer {ADMIN_KEY}"},
-    )
-    assert response.status_code == 200, response.text
-    created: dict[str, object] = response.json()
-    return created
-
-
-def _project_key(
-    platform_server: LiveServer, organization: str, project: str, admin_key: str
-) -> str:
-    response = httpx.post(
-        f"{platform_server.api_url}/limner/organizations/{organization}/projects/{project}/api_keys",
-        json={"name": "app"},
-        headers={"authorization": f"Bearer {admin_key}"},
-    )
-    assert response.status_code == 200, response.text
-    value: str = response.json()["value"]
-    return value
 
 
 def test_project_lifecycle_and_pagination(admin: openai.OpenAI) -> None:
@@ -131,7 +108,7 @@ def test_mismatched_organization_header(platform_server: LiveServer) -> None:
 
 def test_organizations_are_isolated(admin: openai.OpenAI, platform_server: LiveServer) -> None:
     mine = admin.admin.organization.projects.create(name="operator only")
-    other = _new_organization(platform_server, verified=True, tier="1")
+    other = new_organization(platform_server, verified=True, tier="1")
     other_admin = str(other["admin_api_key"]["value"])  # type: ignore[index]
     with openai.OpenAI(
         base_url=platform_server.api_url, admin_api_key=other_admin, api_key="", max_retries=0
@@ -151,10 +128,10 @@ def test_organizations_are_isolated(admin: openai.OpenAI, platform_server: LiveS
 
 
 def test_verification_gate_flips_on_the_next_request(platform_server: LiveServer) -> None:
-    organization = _new_organization(platform_server, verified=False, tier="1")
+    organization = new_organization(platform_server, verified=False, tier="1")
     org_id = str(organization["id"])
     admin_key = str(organization["admin_api_key"]["value"])  # type: ignore[index]
-    key = _project_key(platform_server, org_id, str(organization["default_project_id"]), ADMIN_KEY)
+    key = project_key(platform_server, org_id, str(organization["default_project_id"]), ADMIN_KEY)
     with _client(platform_server, key) as sdk:
         listed = {m.id for m in sdk.models.list()}
         assert "gpt-image-1" not in listed and {"dall-e-2", "dall-e-3"} <= listed
@@ -179,8 +156,8 @@ def test_verification_gate_flips_on_the_next_request(platform_server: LiveServer
 
 
 def test_free_tier_is_told_which_tier_it_needs(platform_server: LiveServer) -> None:
-    organization = _new_organization(platform_server, verified=True, tier="free")
-    key = _project_key(
+    organization = new_organization(platform_server, verified=True, tier="free")
+    key = project_key(
         platform_server, str(organization["id"]), str(organization["default_project_id"]), ADMIN_KEY
     )
     with _client(platform_server, key) as sdk:

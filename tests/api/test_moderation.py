@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from limner.moderation.image_classifiers import OpenNsfwCheck
-from tests.api.conftest import png_bytes
+from tests.api.conftest import new_organization, png_bytes, project_key
 from tests.conftest import ADMIN_KEY, LiveServer
 
 OPERATOR = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -22,17 +22,9 @@ OPERATOR = {"authorization": f"Bearer {ADMIN_KEY}"}
 @pytest.fixture()
 def customer(platform_server: LiveServer) -> dict[str, str]:
     """A fresh verified organization with a project key: its policy changes touch no one else."""
-    created = httpx.post(
-        platform_server.api_url + "/limner/organizations",
-        json={"name": "moderated", "verified": True, "tier": "1"},
-        headers=OPERATOR,
-    ).json()
+    created = new_organization(platform_server, name="moderated", verified=True, tier="1")
     project = created["default_project_id"]
-    key = httpx.post(
-        f"{platform_server.api_url}/limner/organizations/{created['id']}/projects/{project}/api_keys",
-        json={"name": "app"},
-        headers=OPERATOR,
-    ).json()["value"]
+    key = project_key(platform_server, created["id"], project)
     admin = created["admin_api_key"]["value"]
     return {"id": created["id"], "project": project, "key": key, "admin": admin}
 

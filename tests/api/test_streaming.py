@@ -14,7 +14,7 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.api.conftest import png_bytes
+from tests.api.conftest import new_organization, png_bytes, project_key
 from tests.conftest import ADMIN_KEY, LiveServer
 
 
@@ -163,17 +163,9 @@ def test_an_error_mid_stream_is_an_error_event_and_is_not_billed(
     """An organization whose policy refuses every output: the first partial image is refused
     after the stream started, so the refusal arrives as an error event."""
     operator = {"authorization": f"Bearer {ADMIN_KEY}"}
-    created = httpx.post(
-        live_server.api_url + "/limner/organizations",
-        json={"name": "strict", "verified": True, "tier": "1"},
-        headers=operator,
-    ).json()
+    created = new_organization(live_server, name="strict", verified=True, tier="1")
     org, project = created["id"], created["default_project_id"]
-    key = httpx.post(
-        f"{live_server.api_url}/limner/organizations/{org}/projects/{project}/api_keys",
-        json={"name": "app"},
-        headers=operator,
-    ).json()["value"]
+    key = project_key(live_server, org, project)
     policy = {"checks": {"open_nsfw": {"thresholds": {"auto": 0, "low": 0}}}}
     refused = httpx.put(
         f"{live_server.api_url}/limner/organizations/{org}/moderation",
