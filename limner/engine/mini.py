@@ -14,6 +14,7 @@ back exactly at the end.
 """
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -31,6 +32,9 @@ from PIL import Image
 NATIVE_SIZE = 32
 # Longer prompts are cut: training captions are well under this.
 MAX_PROMPT_TOKENS = 48
+# Prompts whose encodings are kept. Every guided render also encodes the empty negative prompt,
+# and clients retry prompts; an entry is at most 48 x 384 floats (74 KB).
+ENCODING_CACHE_SIZE = 128
 # A UNet with 3 + 2 input channels also reads each pixel's x and y (CoordConv). At the first,
 # pure-noise steps nothing else tells a pixel where it is, and "on the left" must become a place.
 COORDINATE_CHANNELS = 2
@@ -100,31 +104,67 @@ class SentenceEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
         self.model.requires_grad_(False)
-        # A fast tokenizer is not safe to call from two threads at once, and one encoder is
-        # shared by every limner-mini backend in the process.
+        # A fast tokenizer is not safe to call from two threads at once, and one encoder (and
+        # its cache) is shared by every limner-mini backend in the process.
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, PromptEmbeddings] = OrderedDict()
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device  # type: ignore[no-any-return]
 
+    def move_to(self, device: torch.device) -> None:
+        with self._lock:
+            if self.device != device:
+                self.model.to(device)
+                # Cached encodings live on the old device.
+                self._cache.clear()
+
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> PromptEmbeddings:
+        """One row per prompt; prompts met recently are not encoded again."""
         with self._lock:
-            tokens = self.tokenizer(
-                prompts,
-                padding=True,
-                truncation=True,
-                max_length=MAX_PROMPT_TOKENS,
-                return_tensors="pt",
-            ).to(self.device)
-            states = self.model(**tokens).last_hidden_state
+            missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+            if missing:
+                encoded_rows = self._split(self._encode(missing))
+                for prompt, encoded in zip(missing, encoded_rows, strict=True):
+                    self._cache[prompt] = encoded
+            rows = []
+            for prompt in prompts:
+                self._cache.move_to_end(prompt)
+                rows.append(self._cache[prompt])
+            while len(self._cache) > ENCODING_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return concat_embeddings(rows)
+
+    def _encode(self, prompts: list[str]) -> PromptEmbeddings:
+        tokens = self.tokenizer(
+            prompts,
+            padding=True,
+            truncation=True,
+            max_length=MAX_PROMPT_TOKENS,
+            return_tensors="pt",
+        ).to(self.device)
+        states = self.model(**tokens).last_hidden_state
         mask = tokens["attention_mask"]
         # Mean over real tokens, unit length: all-MiniLM-L6-v2's own sentence embedding.
         weights = mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         pooled = torch.nn.functional.normalize(pooled, dim=-1)
         return PromptEmbeddings(states, mask, pooled)
+
+    @staticmethod
+    def _split(batch: PromptEmbeddings) -> list[PromptEmbeddings]:
+        """Per prompt, cut to its own tokens: the padding a batch added is not its own."""
+        lengths = batch.mask.sum(dim=1).tolist()
+        return [
+            PromptEmbeddings(
+                batch.states[row : row + 1, :length].clone(),
+                batch.mask[row : row + 1, :length].clone(),
+                batch.pooled[row : row + 1].clone(),
+            )
+            for row, length in enumerate(lengths)
+        ]
 
 
 @cache
@@ -159,8 +199,7 @@ class LimnerMiniPipeline(DiffusionPipeline):
         return self._num_timesteps
 
     def encode_prompt(self, prompts: list[str]) -> PromptEmbeddings:
-        if self.sentence_encoder.device != self.unet.device:
-            self.sentence_encoder.model.to(self.unet.device)
+        self.sentence_encoder.move_to(self.unet.device)
         return self.sentence_encoder.encode(prompts).to(self.unet.device, self.unet.dtype)
 
     def decode_to_pil(self, latents: torch.Tensor) -> list[Image.Image]:

@@ -39,6 +39,17 @@ def test_edit_twins_share_the_loaded_weights(tiny_backend: DiffusersBackend) -> 
     assert tiny_backend._derived("img2img") is img2img
 
 
+def test_cpu_convolution_weights_are_channels_last(tiny_backend: DiffusersBackend) -> None:
+    pipe = tiny_backend._derived("text2img")
+    for module in (pipe.unet, pipe.vae):
+        convolutions = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert convolutions
+        for convolution in convolutions:
+            assert convolution.weight.is_contiguous(memory_format=torch.channels_last)
+        # A 1x1 kernel is laid out the same either way; a 3x3 one tells the orders apart.
+        assert any(not c.weight.is_contiguous() for c in convolutions)
+
+
 def test_each_run_steps_a_fresh_scheduler(tiny_backend: DiffusersBackend) -> None:
     job = RenderJob(backend="tiny-sd", prompt="x", n=1, width=32, height=32, steps=2, seed=0)
     pipe = tiny_backend._derived("text2img")

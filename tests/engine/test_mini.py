@@ -11,8 +11,9 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UNet2DConditionModel
 from PIL import Image
 
+from limner.engine import mini
 from limner.engine.diffusers_backend import DiffusersBackend
-from limner.engine.mini import COORDINATE_CHANNELS, NATIVE_SIZE, LimnerMiniPipeline
+from limner.engine.mini import COORDINATE_CHANNELS, NATIVE_SIZE, LimnerMiniPipeline, SentenceEncoder
 from limner.engine.types import RenderJob
 from tests.engine.backend_contract import BackendContract, StepRecorder, centre_mask
 
@@ -125,3 +126,53 @@ def test_inpaint_job_through_the_backend(mini_backend: DiffusersBackend) -> None
     pixels = np.asarray(image, dtype=np.int16)
     # The corners are well away from the mask and its resampling halo.
     assert np.abs(pixels[:8, :8] - 250).max() <= 1
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SentenceEncoder:
+    """A private encoder, so its cache starts empty and no other test's prompts are in it."""
+    return SentenceEncoder()
+
+
+def count_forward_calls(encoder: SentenceEncoder) -> list[int]:
+    calls: list[int] = []
+    encoder.model.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_encoder_encodes_a_prompt_once_and_matches_a_solo_encoding(
+    encoder: SentenceEncoder,
+) -> None:
+    calls = count_forward_calls(encoder)
+    short, long = "a red square", "a yellow circle at the top on a green background"
+    batch = encoder.encode([long, short, ""])
+    assert len(calls) == 1
+    again = encoder.encode(["", short, short])
+    assert len(calls) == 1, "cached prompts were encoded again"
+
+    for prompt, row in ((short, 1), ("", 0)):
+        solo = encoder._encode([prompt])
+        length = solo.mask.shape[1]
+        rows = (batch, row if prompt == short else 2), (again, row)
+        for embeddings, index in rows:
+            # Padded to the longest prompt of the call, masked past the prompt's own tokens.
+            assert embeddings.mask[index, :length].all()
+            assert not embeddings.mask[index, length:].any()
+            torch.testing.assert_close(embeddings.states[index, :length], solo.states[0])
+            torch.testing.assert_close(embeddings.pooled[index], solo.pooled[0])
+    assert again.states.shape[1] == encoder._encode([short]).states.shape[1]
+
+
+def test_encoder_forgets_the_least_recent_prompt_past_its_size(
+    encoder: SentenceEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mini, "ENCODING_CACHE_SIZE", 2)
+    encoder.encode(["first"])
+    encoder.encode(["second"])
+    encoder.encode(["first"])  # now the most recent
+    calls = count_forward_calls(encoder)
+    encoder.encode(["third"])  # evicts "second"
+    encoder.encode(["first"])
+    assert len(calls) == 1
+    encoder.encode(["second"])
+    assert len(calls) == 2
