@@ -3,6 +3,13 @@
 One thread per device, because a device runs one pipeline call at a time: two calls would only
 share it and hold twice the activations. Jobs that can share a call (same `batch_key`) and
 arrive within the batching window run as one call, which costs little more than one of them.
+
+The window opens when the oldest job is admitted or, if it was queued behind a running call
+and nothing else is queued, when that call ends: the call's clients get their results then and
+often send their next request within milliseconds, so clients out of step with each other fall
+into one call. A lone client pays no window: when the last call carried a single job and the
+next job arrives to an idle device, nothing suggests a batch-mate is coming, and it starts at
+once.
 """
 
 import asyncio
@@ -158,6 +165,10 @@ class DeviceWorker:
         self._thread: threading.Thread | None = None
         # Running mean of pipeline-call seconds: how soon a full queue frees a place.
         self._pace_s: float | None = None
+        # When the device last fell idle, and how many jobs its last call carried (None
+        # before the first): where a batching window opens, and whether it opens at all.
+        self._idle_since = time.monotonic()
+        self._last_call_jobs: int | None = None
 
     def submit(self, ticket: Ticket) -> None:
         """Queue the job, or raise ServerOverloaded at once when the queue is full or closed."""
@@ -227,7 +238,7 @@ class DeviceWorker:
                     continue
                 head = self._waiting[0]
                 batch = self._mates_of(head)
-                window_left = head.admitted_at + self._batch_wait_s - time.monotonic()
+                window_left = self._window_closes(head, batch) - time.monotonic()
                 if window_left > 0 and self._may_grow(batch):
                     # Woken early by each arrival or withdrawal; the loop looks again.
                     self._condition.wait(window_left)
@@ -236,6 +247,19 @@ class DeviceWorker:
                 self._running = batch
                 return batch
             return None
+
+    def _window_closes(self, head: Ticket, batch: list[Ticket]) -> float:
+        """When to stop waiting for more batch-mates of `head` (see the module docstring)."""
+        if head.admitted_at >= self._idle_since:
+            # Arrived to an idle device: after a one-job call, likely a lone client.
+            if self._last_call_jobs == 1:
+                return head.admitted_at
+            return head.admitted_at + self._batch_wait_s
+        # Queued behind a call. Waiting on past its end only while nothing else is queued:
+        # other jobs would sit behind an idle device.
+        if len(batch) == len(self._waiting):
+            return self._idle_since + self._batch_wait_s
+        return head.admitted_at + self._batch_wait_s
 
     def _mates_of(self, head: Ticket) -> list[Ticket]:
         """`head` and the queued jobs, oldest first, that fit in one call with it."""
@@ -271,7 +295,12 @@ class DeviceWorker:
         metrics.BATCH_SIZE.labels(model).observe(sum(ticket.job.n for ticket in batch))
         try:
             jobs = [ticket.job for ticket in batch]
-            results = batch[0].backend.render_batch(jobs, _CallSteps(batch))
+            try:
+                results = batch[0].backend.render_batch(jobs, _CallSteps(batch))
+            finally:
+                # Before any result goes out: a job sent in reply to one must find the device
+                # idle, not queued behind this call.
+                self._call_ended(len(batch))
             if len(results) != len(batch):
                 raise RuntimeError(f"backend returned {len(results)} results for {len(batch)}")
         except Exception as error:
@@ -288,6 +317,11 @@ class DeviceWorker:
         self._record_pace(elapsed)
         for ticket, images in zip(batch, results, strict=True):
             ticket.post(Outcome(images=images))
+
+    def _call_ended(self, jobs: int) -> None:
+        with self._condition:
+            self._idle_since = time.monotonic()
+            self._last_call_jobs = jobs
 
     def _record_pace(self, seconds: float) -> None:
         with self._condition:

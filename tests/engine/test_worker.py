@@ -159,6 +159,49 @@ def test_each_job_of_a_batch_gets_its_own_partials(shipped_mini: DiffusersBacken
         assert min(distances) > 0
 
 
+# The batching window.
+
+
+def test_a_lone_client_does_not_wait_out_the_window(tiny_backend: DiffusersBackend) -> None:
+    async def scenario() -> list[int]:
+        recorder = StepRecordingBackend(tiny_backend)
+        # A window no test could sit through; the first job fills its call, so it starts at once.
+        engine = LocalEngine({"tiny-sd": recorder}, batch_wait_ms=600_000, max_batch_images=2)
+        try:
+            await asyncio.wait_for(render(engine, make_job(n=2, seed=1)), 60)
+            # One job per call so far, and the device is idle: nobody to wait for.
+            await asyncio.wait_for(render(engine, make_job(n=1, seed=2)), 60)
+            return [len(call) for call in recorder.calls]
+        finally:
+            await engine.close()
+
+    assert asyncio.run(scenario()) == [1, 1]
+
+
+def test_a_job_queued_behind_a_call_waits_for_that_calls_client(
+    tiny_backend: DiffusersBackend,
+) -> None:
+    """Two clients out of step: B arrives while A's call runs and is still queued when A's client
+    sends its next job, right after its result. They share the next call."""
+    recorder = StepRecordingBackend(tiny_backend, step_delay=0.1)
+    window_ms = 500  # half of A's 1 s call: B's own window has closed by the time A ends
+
+    async def scenario() -> list[list[int]]:
+        engine = LocalEngine({"tiny-sd": recorder}, batch_wait_ms=window_ms, max_batch_images=2)
+        try:
+            first_a = asyncio.create_task(render(engine, make_job(n=2, steps=10, seed=1)))
+            while not recorder.steps:
+                await asyncio.sleep(0.005)
+            b = asyncio.create_task(render(engine, make_job(n=1, steps=10, seed=2)))
+            await first_a
+            await asyncio.gather(b, render(engine, make_job(n=1, steps=10, seed=3)))
+            return [[job.seed for job in call] for call in recorder.calls]
+        finally:
+            await engine.close()
+
+    assert asyncio.run(scenario()) == [[1], [2, 3]]
+
+
 # Cancellation inside a batch.
 
 
