@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from limner.accounts.keys import KeyStore
 from limner.accounts.orgs import OPERATOR_ORGANIZATION_ID, AdminKeys, Organizations, Projects
@@ -31,10 +32,19 @@ HomeOption = Annotated[
 
 
 def _settings(home: Path | None = None, **overrides: object) -> Settings:
+    """Settings from the environment and the options; a refused value ends the command with
+    what to change, not a traceback."""
     values = {key: value for key, value in overrides.items() if value is not None}
     if home is not None:
         values["home"] = home
-    return Settings(**values)  # type: ignore[arg-type]
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            typer.echo(f"limner: {field}: {message}", err=True)
+        raise typer.Exit(2) from exc
 
 
 OrgOption = Annotated[

@@ -4,6 +4,11 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# The databases Limner is built and tested on.
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
 
 
 class Settings(BaseSettings):
@@ -61,6 +66,22 @@ class Settings(BaseSettings):
     def _admin_key_is_strong(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 20:
             raise ValueError("LIMNER_ADMIN_KEY and LIMNER_API_KEY must be at least 20 characters")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError as exc:
+            raise ValueError("LIMNER_DATABASE_URL is not a database URL") from exc
+        if backend not in SUPPORTED_DATABASES:
+            raise ValueError(
+                f"LIMNER_DATABASE_URL names a {backend} database; Limner runs on SQLite "
+                "(sqlite:///path) or PostgreSQL (postgresql+psycopg://...)"
+            )
         return value
 
     @field_validator("image_url_ttl_seconds")

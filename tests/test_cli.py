@@ -13,8 +13,8 @@ from PIL import Image
 from tests.conftest import API_KEY, LiveServer, free_port
 
 
-def limner(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LIMNER_HOME": str(home)}
+def limner(home: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LIMNER_HOME": str(home), **env_vars}
     return subprocess.run(
         [sys.executable, "-m", "limner", *args],
         env=env,
@@ -56,6 +56,22 @@ def test_serve_with_a_missing_model_says_what_is_wrong(tmp_path: Path) -> None:
     result = limner(tmp_path, "serve", "--port", "0", "--model", str(tmp_path / "nothing"))
     assert result.returncode == 2
     assert "is not a directory" in result.stderr
+
+
+def test_a_database_limner_does_not_run_on_is_refused_by_name(tmp_path: Path) -> None:
+    url = "mysql+pymysql://limner:secret@127.0.0.1/limner"
+    result = limner(tmp_path, "db", "upgrade", LIMNER_DATABASE_URL=url)
+    assert result.returncode == 2
+    assert "names a mysql database" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "limner.db").exists()
+
+
+def test_a_refused_setting_says_which_and_why(tmp_path: Path) -> None:
+    result = limner(tmp_path, "serve", "--port", "0", LIMNER_QUEUE_SIZE="0")
+    assert result.returncode == 2
+    assert "queue_size" in result.stderr and "at least 1" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_db_upgrade(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The usage ledger: one row per delivered request, billed exactly once, and spend read-outs.
+"""The usage ledger: one row per delivered request, billed exactly once, and monthly spend.
 
 A row is written in the caller's transaction (an ORM Session or a Core Connection), so it
 commits or rolls back with whatever marks the request delivered. The request id is unique in the
@@ -19,15 +19,11 @@ from sqlalchemy import (
     String,
     bindparam,
     cast,
-    func,
-    insert,
     literal,
     select,
     union_all,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from limner.metering.pricing import Cost
@@ -59,9 +55,9 @@ def record_delivery(
     """Add the usage row for `delivery` to the caller's transaction; False if already billed.
 
     Never raises for a duplicate and never leaves the caller's transaction unusable: the unique
-    request id is the final guard, met with INSERT ... ON CONFLICT DO NOTHING on SQLite and
-    PostgreSQL (a SAVEPOINT elsewhere). The month's running totals (organization and project)
-    grow in the same transaction, only when the row went in.
+    request id is the final guard, met with INSERT ... ON CONFLICT DO NOTHING (SQLite and
+    PostgreSQL, the two databases `make_engine` accepts). The month's running totals
+    (organization and project) grow in the same transaction, only when the row went in.
     """
     values = _row(delivery, cost, now)
     dialect = _dialect(session)
@@ -84,61 +80,16 @@ def record_delivery(
         statement = _recorded_with_spend(with_project=len(projects) == 2)
         parameters = {**values, **spend[-1]}
         return session.execute(statement, parameters).first() is not None
-    if dialect == "sqlite":
-        inserted = _insert_unless_present(session, dialect, values)
-    else:
-        inserted = _insert_in_savepoint(session, values)
+    inserted = _insert_unless_present(session, dialect, values)
     if inserted:
-        if dialect == "sqlite":
-            session.execute(_SQLITE_ADD_SPEND, spend)
-        else:
-            for project_id in projects:
-                _add_spend(session, delivery.organization_id, project_id, month, cost.total)
+        session.execute(_SQLITE_ADD_SPEND, spend)
     return inserted
-
-
-def month_spend(
-    session: Session | Connection,
-    month: int,
-    *,
-    organization_id: str,
-    project_id: str | None = None,
-) -> int:
-    """Nano-dollars delivered in the month starting at `month` (see `month_start`), from the
-    running totals: one row, however many requests the month holds."""
-    amount = session.scalar(
-        select(SpendTotal.amount).where(
-            SpendTotal.organization_id == organization_id,
-            SpendTotal.project_id == (project_id or ""),
-            SpendTotal.month == month,
-        )
-    )
-    return int(amount or 0)
 
 
 def month_start(now: int) -> int:
     """Start of the UTC calendar month containing `now` (Unix seconds)."""
     moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
     return calendar.timegm((moment.year, moment.month, 1, 0, 0, 0))
-
-
-def spend_since(
-    session: Session | Connection,
-    since: int,
-    *,
-    organization_id: str,
-    project_id: str | None = None,
-) -> int:
-    """Nano-dollars recorded at or after `since` for an organization, or one of its projects."""
-    total = UsageRecord.text_input_cost + UsageRecord.image_input_cost
-    total = total + UsageRecord.image_output_cost
-    query = select(func.coalesce(func.sum(total), 0)).where(
-        UsageRecord.organization_id == organization_id, UsageRecord.created_at >= since
-    )
-    if project_id is not None:
-        query = query.where(UsageRecord.project_id == project_id)
-    # PostgreSQL's SUM(bigint) is numeric (a Decimal here), SQLite's an int: both exact.
-    return int(session.scalar(query) or 0)
 
 
 _USAGE_COLUMNS = (
@@ -210,7 +161,7 @@ def _insert_usage(dialect: str) -> Insert:
 def _insert_unless_present(
     session: Session | Connection, dialect: str, values: dict[str, Any]
 ) -> bool:
-    # No savepoint here on purpose: pysqlite's SAVEPOINT handling can end the caller's
+    # No savepoint on purpose: pysqlite's SAVEPOINT handling can end the caller's
     # transaction early when the savepoint is its first statement.
     return session.execute(_insert_usage(dialect), values).first() is not None
 
@@ -258,31 +209,3 @@ def _recorded_with_spend(*, with_project: bool) -> Insert:
         index_elements=list(_SPEND_KEY),
         set_={"amount": _spend.c.amount + statement.excluded.amount},
     ).returning(_spend.c.amount)
-
-
-def _add_spend(
-    session: Session | Connection, organization_id: str, project_id: str, month: int, amount: int
-) -> None:
-    """amount += cost under a row lock, for dialects without INSERT ... ON CONFLICT."""
-    key = {"organization_id": organization_id, "project_id": project_id, "month": month}
-    where = [_spend.c[name] == value for name, value in key.items()]
-    present = session.execute(select(_spend.c.amount).where(*where).with_for_update()).first()
-    if present is None:
-        session.execute(insert(_spend).values(**key, amount=amount))
-    else:
-        session.execute(update(_spend).where(*where).values(amount=_spend.c.amount + amount))
-
-
-def _insert_in_savepoint(session: Session | Connection, values: dict[str, Any]) -> bool:
-    try:
-        with session.begin_nested():
-            session.execute(insert(_usage).values(values))
-    except IntegrityError:
-        # Only a concurrent insert of the same request id is expected; anything else is a bug.
-        present = session.scalar(
-            select(_usage.c.id).where(_usage.c.request_id == values["request_id"])
-        )
-        if present is None:
-            raise
-        return False
-    return True
