@@ -9,7 +9,7 @@ goals: throughput at concurrency 8, on vs off (goal >= 3x), and p95 latency at c
 batching on vs solo latency (p50 at concurrency 1, batching off; goal <= 2x).
 
     python bench/throughput.py [--requests 32] [--threads 1] [--rounds 1] [--batch-wait-ms 10]
-                               [--device cpu|cuda]
+                               [--device cpu|cuda] [--dtype auto|float32|bfloat16|float16]
 """
 
 import argparse
@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="batching window")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto")
     parser.add_argument(
+        "--dtype", default="auto", help="weights: auto (float32 on CPU), float32, bfloat16, float16"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -78,12 +81,12 @@ def main() -> None:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     steps, resolution = low_quality_tier()
-    backend = DiffusersBackend(BACKEND, MODEL_DIR, device=args.device)
+    backend = DiffusersBackend(BACKEND, MODEL_DIR, device=args.device, dtype=args.dtype)
     print(
         f"limner-mini, quality=low: {steps} steps at {resolution}x{resolution}, n=1 per request, "
         f"{args.requests} requests per measurement, median of {args.rounds} round(s), "
         f"batch window {args.batch_wait_ms:g} ms, device {backend.device}, "
-        f"torch threads {args.threads or 'default'}"
+        f"weights {backend.info().dtype}, torch threads {args.threads or 'default'}"
     )
     results = asyncio.run(measure_all(backend, steps, resolution, args))
     report(results)
