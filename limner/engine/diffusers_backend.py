@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,13 @@ import torch
 from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, DiffusionPipeline
 from PIL import Image
 
-from limner.engine.devices import choose_device, choose_dtype, dtype_name
+from limner.engine.devices import (
+    CallThreads,
+    choose_device,
+    choose_dtype,
+    cpu_threads,
+    dtype_name,
+)
 from limner.engine.mini import LimnerMiniPipeline
 from limner.engine.types import (
     BackendInfo,
@@ -75,6 +82,10 @@ class DiffusersBackend:
         # A pipeline keeps per-call state on itself (guidance scale, timestep count, the
         # scheduler we swap in), so two calls on one backend must not overlap.
         self._render_lock = threading.Lock()
+        # On a CPU, how many threads each call size runs on: learned (see CallThreads).
+        self._threads: CallThreads | None = None
+        if self.device.type == "cpu":
+            self._threads = CallThreads(torch.get_num_threads())
         logger.info(
             "loaded %s from %s (%s) on %s as %s",
             name,
@@ -166,10 +177,15 @@ class DiffusersBackend:
             kwargs["mask_image"] = first.mask.convert("L").resize((width, height))
             kwargs["width"], kwargs["height"] = width, height
 
-        # 6. Run on a fresh scheduler copy, one run at a time.
+        # 6. Run on a fresh scheduler copy, one run at a time, timed for the thread choice.
         with self._render_lock, torch.inference_mode():
             pipe.scheduler = self._scheduler.from_config(self._scheduler.config)
-            images: list[Image.Image] = pipe(**kwargs).images
+            threads = self._threads.choose(len(prompts)) if self._threads else None
+            with cpu_threads(threads):
+                started = time.perf_counter()
+                images: list[Image.Image] = pipe(**kwargs).images
+            if self._threads and threads is not None:
+                self._threads.record(len(prompts), threads, time.perf_counter() - started)
 
         # 7. Exactly the jobs' size, RGB, whatever the pipeline rounded to; split per job.
         fitted = [_fit(image, (first.width, first.height)) for image in images]

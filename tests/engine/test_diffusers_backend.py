@@ -50,6 +50,27 @@ def test_cpu_convolution_weights_are_channels_last(tiny_backend: DiffusersBacken
         assert any(not c.weight.is_contiguous() for c in convolutions)
 
 
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="one CPU thread: nothing to choose")
+def test_cpu_calls_try_one_thread_and_all_then_keep_one(tiny_pipeline_path: Path) -> None:
+    """The tiny pipeline's calls are far under a second, so each call size tries both counts
+    (see CallThreads); the count is what the call's own steps run on, and is restored after."""
+    backend = DiffusersBackend("tiny-sd", tiny_pipeline_path, device="cpu")
+    most = torch.get_num_threads()
+    seen: list[int] = []
+    job = RenderJob(backend="tiny-sd", prompt="x", n=1, width=32, height=32, steps=1, seed=0)
+    for _ in range(7):
+        backend.render(job, lambda _step: seen.append(torch.get_num_threads()))
+        assert torch.get_num_threads() == most
+    assert seen[:6] == [most, 1, most, 1, most, 1]
+    assert seen[6] in (1, most)
+    # Another call size starts over, on every thread.
+    seen.clear()
+    backend.render(
+        RenderJob(**{**job.__dict__, "n": 2}), lambda _step: seen.append(torch.get_num_threads())
+    )
+    assert seen == [most]
+
+
 def test_each_run_steps_a_fresh_scheduler(tiny_backend: DiffusersBackend) -> None:
     job = RenderJob(backend="tiny-sd", prompt="x", n=1, width=32, height=32, steps=2, seed=0)
     pipe = tiny_backend._derived("text2img")
