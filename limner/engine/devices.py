@@ -123,11 +123,10 @@ class CallThreads:
 
 
 @contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """Run the block's torch CPU operations on `threads` threads (None: as they are), then
-    restore the count."""
+def cpu_threads(threads: int) -> Iterator[None]:
+    """Run the block's torch CPU operations on `threads` threads, then restore the count."""
     previous = torch.get_num_threads()
-    if threads is None or threads == previous:
+    if threads == previous:
         yield
         return
     torch.set_num_threads(threads)

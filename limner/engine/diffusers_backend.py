@@ -177,19 +177,25 @@ class DiffusersBackend:
             kwargs["mask_image"] = first.mask.convert("L").resize((width, height))
             kwargs["width"], kwargs["height"] = width, height
 
-        # 6. Run on a fresh scheduler copy, one run at a time, timed for the thread choice.
+        # 6. Run on a fresh scheduler copy, one run at a time.
         with self._render_lock, torch.inference_mode():
             pipe.scheduler = self._scheduler.from_config(self._scheduler.config)
-            threads = self._threads.choose(len(prompts)) if self._threads else None
-            with cpu_threads(threads):
-                started = time.perf_counter()
-                images: list[Image.Image] = pipe(**kwargs).images
-            if self._threads and threads is not None:
-                self._threads.record(len(prompts), threads, time.perf_counter() - started)
+            images = self._call(pipe, kwargs, len(prompts))
 
         # 7. Exactly the jobs' size, RGB, whatever the pipeline rounded to; split per job.
         fitted = [_fit(image, (first.width, first.height)) for image in images]
         return _split(fitted, [job.n for job in jobs])
+
+    def _call(self, pipe: Any, kwargs: dict[str, Any], images: int) -> list[Image.Image]:
+        """The pipeline call; on a CPU, on the thread count CallThreads picks, and timed for it."""
+        if self._threads is None:
+            return pipe(**kwargs).images  # type: ignore[no-any-return]
+        threads = self._threads.choose(images)
+        with cpu_threads(threads):
+            started = time.perf_counter()
+            rendered: list[Image.Image] = pipe(**kwargs).images
+        self._threads.record(images, threads, time.perf_counter() - started)
+        return rendered
 
     def _derived(self, task: Task) -> Any | None:
         """The pipeline for `task`, deriving an edit twin on first use; None if there is none."""

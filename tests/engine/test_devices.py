@@ -148,5 +148,3 @@ def test_cpu_threads_applies_the_count_inside_and_restores_it(restore_threads: i
     with pytest.raises(RuntimeError), cpu_threads(1):
         raise RuntimeError("a failed call")
     assert torch.get_num_threads() == restore_threads
-    with cpu_threads(None):
-        assert torch.get_num_threads() == restore_threads
