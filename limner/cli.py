@@ -1,6 +1,5 @@
 """The `limner` command: serve, keys, db, models. Thin: it assembles parts and prints."""
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ from pydantic import ValidationError
 from limner.accounts.keys import KeyStore
 from limner.accounts.orgs import OPERATOR_ORGANIZATION_ID, AdminKeys, Organizations, Projects
 from limner.errors import LimnerError
+from limner.logs import LogFormat
 from limner.settings import Settings
 from limner.storage.db import Database, make_engine, upgrade
 
@@ -74,14 +74,23 @@ def serve(
     catalog: Annotated[Path | None, typer.Option(help="A TOML catalog of served models.")] = None,
     home: HomeOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            envvar="LIMNER_LOG_FORMAT",
+            help="text lines, or json lines (one object per record) for a log pipeline.",
+        ),
+    ] = "text",
 ) -> None:
     """Start the HTTP server."""
     import uvicorn
 
+    from limner import logs
     from limner.api.middleware import RequestIdLogFilter
     from limner.app import ConfigurationError, create_app
 
-    _configure_logging(log_level, RequestIdLogFilter())
+    logs.configure(log_level, log_format, RequestIdLogFilter())
+    logs.route_library_logs()
     settings = _settings(home, model_path=model, catalog=catalog)
     try:
         application = create_app(settings)
@@ -91,11 +100,15 @@ def serve(
     # No request timeout at all: a slow CPU generation is never cut. On SIGTERM uvicorn stops
     # accepting and lets in-flight requests finish for up to 30 s, then cancels them (a
     # cancelled render is released, never billed) before the engine shuts down.
+    # log_config=None: uvicorn's records go through the handler above, in the same format;
+    # its access log is off because Limner logs one line per request itself, with the id.
     uvicorn.run(
         application,
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,
+        access_log=False,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=30,
     )
@@ -349,15 +362,6 @@ def models_list(
         raise typer.Exit(2) from exc
     for entry in entries:
         typer.echo(f"{entry.id}\trules={entry.rules}\tbackend={entry.served.backend.name}")
-
-
-def _configure_logging(level: str, request_filter: logging.Filter) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(request_filter)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-    )
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def main() -> None:

@@ -1,12 +1,17 @@
-"""x-request-id on every response and a request-scoped id for logs (plain ASGI, stream-safe)."""
+"""x-request-id on every response, a request-scoped id for logs and one access line per request
+(plain ASGI, stream-safe)."""
 
 import logging
 import secrets
+import time
 from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+# One line per request once its response has ended (a stream's included), logged under the
+# request's id; uvicorn's own access log, which cannot know the id, is turned off.
+access_logger = logging.getLogger("limner.access")
 
 
 def new_request_id() -> str:
@@ -23,9 +28,13 @@ class RequestIdMiddleware:
             return
         request_id = new_request_id()
         token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status: int | None = None
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = [
                     (name, value)
                     for name, value in message.get("headers", [])
@@ -38,7 +47,21 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            _log_access(scope, status, time.perf_counter() - started)
             request_id_var.reset(token)
+
+
+def _log_access(scope: Scope, status: int | None, seconds: float) -> None:
+    """`status` is None when no response began (the client left, or the app failed)."""
+    method, path, duration_ms = scope["method"], scope["path"], round(seconds * 1000)
+    access_logger.info(
+        "%s %s %s %d ms",
+        method,
+        path,
+        "-" if status is None else status,
+        duration_ms,
+        extra={"method": method, "path": path, "status": status, "duration_ms": duration_ms},
+    )
 
 
 class RequestIdLogFilter(logging.Filter):

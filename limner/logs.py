@@ -1,0 +1,50 @@
+"""Process logging: one handler on the root logger, as text lines or JSON lines, every record
+carrying the id of the request it was logged under ("-" outside a request)."""
+
+import logging
+from typing import Literal
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+# JSON keys a log pipeline can index; `extra=` fields of a record (the access line's method,
+# path, status, duration_ms) are added beside them.
+_JSON_FIELDS = "{asctime}{levelname}{name}{request_id}{message}"
+_JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+# uvicorn repeats each message with terminal colour codes as `color_message`.
+_JSON_LEFT_OUT = [*RESERVED_ATTRS, "color_message"]
+
+
+def configure(level: str, log_format: LogFormat, request_filter: logging.Filter) -> None:
+    """Route every logger (uvicorn's included) through one handler in `log_format`."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    handler = logging.StreamHandler()
+    handler.addFilter(request_filter)
+    formatter: logging.Formatter
+    if log_format == "json":
+        formatter = JsonFormatter(
+            _JSON_FIELDS, style="{", rename_fields=_JSON_NAMES, reserved_attrs=_JSON_LEFT_OUT
+        )
+    else:
+        formatter = logging.Formatter(_TEXT_FORMAT)
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # Python warnings (a library's FutureWarning) become records too, not bare stderr lines.
+    logging.captureWarnings(True)
+
+
+def route_library_logs() -> None:
+    """diffusers and transformers write to stderr through handlers of their own, with loading
+    bars between: send their records to the process handler instead, and drop the bars."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_default_handler()
+        library.enable_propagation()
+        library.disable_progress_bar()
