@@ -1,0 +1,126 @@
+"""End to end under load: `limner serve` as installed (limner-mini, moderation on) driven by the
+official `openai` SDK at concurrency 1, 2, 4 and 8.
+
+bench/throughput.py measures the engine alone; this adds everything a client waits for (HTTP,
+authentication and metering, moderation of the prompt and the image, upscaling to the requested
+size, encoding, base64). Each concurrency runs `--requests` generations (n=1, quality=low) after a
+warm-up of two per client, and prints images/second with p50 and p95 latency. Extra server
+settings pass through as environment variables, e.g. LIMNER_MAX_BATCH_IMAGES=1 to compare
+batching off.
+
+    python bench/serve_throughput.py [--requests 32] [--size 1024x1024] [--format png]
+                                     [NAME=VALUE ...]
+"""
+
+import argparse
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import openai
+
+CONCURRENCY = (1, 2, 4, 8)
+PROMPTS = (
+    "a red square on the left on a blue background",
+    "a yellow circle at the top on a green background",
+    "two white triangles on a black background",
+    "a purple star on the right on an orange background",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=32, help="requests per concurrency")
+    parser.add_argument("--size", default="1024x1024")
+    parser.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
+    parser.add_argument("settings", nargs="*", help="NAME=VALUE for the server's environment")
+    args = parser.parse_args()
+    settings = dict(setting.split("=", 1) for setting in args.settings)
+    key = "sk-proj-" + secrets.token_hex(20)
+    with serve(key, settings) as base_url:
+        client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=5, timeout=600)
+        print(
+            f"limner serve (defaults{', ' + ', '.join(args.settings) if args.settings else ''}): "
+            f"quality=low, size {args.size}, {args.format}, n=1, {args.requests} requests each"
+        )
+        print(f"{'concurrency':>11}  {'images/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}")
+        for concurrency in CONCURRENCY:
+            rate, p50, p95 = measure(client, concurrency, args)
+            print(f"{concurrency:>11}  {rate:>8.2f}  {p50 * 1000:>7.0f}  {p95 * 1000:>7.0f}")
+
+
+def measure(
+    client: openai.OpenAI, concurrency: int, args: argparse.Namespace
+) -> tuple[float, float, float]:
+    def one(index: int) -> float:
+        started = time.perf_counter()
+        client.images.generate(
+            model="gpt-image-1",
+            prompt=PROMPTS[index % len(PROMPTS)],
+            quality="low",
+            size=args.size,
+            output_format=args.format,
+        )
+        return time.perf_counter() - started
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(2 * concurrency)))
+        started = time.perf_counter()
+        latencies = sorted(pool.map(one, range(args.requests)))
+        elapsed = time.perf_counter() - started
+    p95 = latencies[max(1, round(0.95 * len(latencies))) - 1]
+    return len(latencies) / elapsed, statistics.median(latencies), p95
+
+
+@contextmanager
+def serve(key: str, settings: dict[str, str]) -> Iterator[str]:
+    """A `limner serve` on a free loopback port with a fresh home; its API base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as home:
+        env = {
+            **os.environ,
+            "LIMNER_HOME": home,
+            "LIMNER_API_KEY": key,
+            "HF_HUB_OFFLINE": "1",
+            **settings,
+        }
+        log = (Path(home) / "server.log").open("wb")
+        command = [sys.executable, "-m", "limner", "serve", "--port", str(port)]
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", server)
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            server.terminate()
+            server.wait(60)
+            log.close()
+
+
+def wait_healthy(base_url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit("the server exited before it was healthy")
+        try:
+            if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the server did not become healthy in 3 minutes")
+
+
+if __name__ == "__main__":
+    main()
