@@ -20,9 +20,7 @@ import io
 import json
 import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ from typing import Any
 import httpx
 import openai
 from PIL import Image
+from served import limner_serve
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "gpt-image-1"
@@ -176,51 +175,18 @@ class Server:
 @contextlib.contextmanager
 def serve(catalog: Path, home: Path) -> Iterator[Server]:
     """`limner serve` on a free 127.0.0.1 port and an SDK client for it; stops the server after."""
-    home.mkdir()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    admin_key = "sk-limner-bench-" + secrets.token_hex(16)
-    env = {**os.environ, "LIMNER_HOME": str(home), "LIMNER_ADMIN_KEY": admin_key}
-    log = home / "server.log"
-    command = [sys.executable, "-m", "limner", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*command, "--catalog", str(catalog)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
+    # A project key: model endpoints refuse admin keys, as OpenAI's do.
+    project_key = "sk-proj-bench-" + secrets.token_hex(16)
+    settings = {"LIMNER_API_KEY": project_key}
     # trust_env=False: no proxy from the environment; every byte stays on 127.0.0.1.
-    http = httpx.Client(trust_env=False, timeout=300)
-    try:
-        _wait_healthy(http, base, process, log)
-        with openai.OpenAI(
-            base_url=base + "/v1", api_key=admin_key, max_retries=0, http_client=http
-        ) as client:
-            yield Server(client, process.pid)
-    finally:
-        http.close()
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_healthy(
-    http: httpx.Client, base: str, process: subprocess.Popen[bytes], log: Path
-) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"limner serve exited early:\n{log.read_text()[-4000:]}")
-        try:
-            if http.get(base + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise SystemExit(f"limner serve did not become healthy:\n{log.read_text()[-4000:]}")
+    with (
+        limner_serve(home, ["--catalog", str(catalog)], settings) as served,
+        httpx.Client(trust_env=False, timeout=300) as http,
+        openai.OpenAI(
+            base_url=served.base_url + "/v1", api_key=project_key, max_retries=0, http_client=http
+        ) as client,
+    ):
+        yield Server(client, served.pid)
 
 
 @dataclass

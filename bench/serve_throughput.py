@@ -13,12 +13,8 @@ batching off.
 """
 
 import argparse
-import os
 import secrets
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,16 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import openai
+from served import limner_serve
+from throughput import PROMPTS
 
 CONCURRENCY = (1, 2, 4, 8)
-PROMPTS = (
-    "a red square on the left on a blue background",
-    "a yellow circle at the top on a green background",
-    "two white triangles on a black background",
-    "a purple star on the right on an orange background",
-)
 
 
 def main() -> None:
@@ -84,42 +75,11 @@ def measure(
 
 @contextmanager
 def serve(key: str, settings: dict[str, str]) -> Iterator[str]:
-    """A `limner serve` on a free loopback port with a fresh home; its API base URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    """A `limner serve` with a fresh home; its API base URL."""
     with tempfile.TemporaryDirectory() as home:
-        env = {
-            **os.environ,
-            "LIMNER_HOME": home,
-            "LIMNER_API_KEY": key,
-            "HF_HUB_OFFLINE": "1",
-            **settings,
-        }
-        log = (Path(home) / "server.log").open("wb")
-        command = [sys.executable, "-m", "limner", "serve", "--port", str(port)]
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_healthy(f"http://127.0.0.1:{port}", server)
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            server.terminate()
-            server.wait(60)
-            log.close()
-
-
-def wait_healthy(base_url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit("the server exited before it was healthy")
-        try:
-            if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not become healthy in 3 minutes")
+        env = {"LIMNER_API_KEY": key, "HF_HUB_OFFLINE": "1", **settings}
+        with limner_serve(Path(home) / "home", [], env) as served:
+            yield served.base_url + "/v1"
 
 
 if __name__ == "__main__":
