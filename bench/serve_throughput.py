@@ -3,12 +3,12 @@ official `openai` SDK at concurrency 1, 2, 4 and 8.
 
 bench/throughput.py measures the engine alone; this adds everything a client waits for (HTTP,
 authentication and metering, moderation of the prompt and the image, upscaling to the requested
-size, encoding, base64). Each concurrency runs `--requests` generations (n=1, quality=low) after a
+size, encoding, base64). Each concurrency runs `--requests` generations (quality=low) after a
 warm-up of two per client, and prints images/second with p50 and p95 latency. Extra server
 settings pass through as environment variables, e.g. LIMNER_MAX_BATCH_IMAGES=1 to compare
 batching off.
 
-    python bench/serve_throughput.py [--requests 32] [--size 1024x1024] [--format png]
+    python bench/serve_throughput.py [--requests 32] [--size 1024x1024] [--format png] [--n 1]
                                      [NAME=VALUE ...]
 """
 
@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32, help="requests per concurrency")
     parser.add_argument("--size", default="1024x1024")
     parser.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
+    parser.add_argument("--n", type=int, default=1, help="images per request")
     parser.add_argument("settings", nargs="*", help="NAME=VALUE for the server's environment")
     args = parser.parse_args()
     settings = dict(setting.split("=", 1) for setting in args.settings)
@@ -42,7 +43,8 @@ def main() -> None:
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=5, timeout=600)
         print(
             f"limner serve (defaults{', ' + ', '.join(args.settings) if args.settings else ''}): "
-            f"quality=low, size {args.size}, {args.format}, n=1, {args.requests} requests each"
+            f"quality=low, size {args.size}, {args.format}, n={args.n}, "
+            f"{args.requests} requests each"
         )
         print(f"{'concurrency':>11}  {'images/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}")
         for concurrency in CONCURRENCY:
@@ -61,6 +63,7 @@ def measure(
             quality="low",
             size=args.size,
             output_format=args.format,
+            n=args.n,
         )
         return time.perf_counter() - started
 
@@ -70,7 +73,7 @@ def measure(
         latencies = sorted(pool.map(one, range(args.requests)))
         elapsed = time.perf_counter() - started
     p95 = latencies[max(1, round(0.95 * len(latencies))) - 1]
-    return len(latencies) / elapsed, statistics.median(latencies), p95
+    return args.n * len(latencies) / elapsed, statistics.median(latencies), p95
 
 
 @contextmanager
