@@ -70,8 +70,11 @@ class DiffusersBackend:
         )
         pipe.set_progress_bar_config(disable=True)
         pipe.to(self.device)
+        # On a CPU, how many threads each call size runs on: learned (see CallThreads).
+        self._threads: CallThreads | None = None
         if self.device.type == "cpu":
             _prefer_channels_last(pipe)
+            self._threads = CallThreads(torch.get_num_threads())
         # Kept pristine: every run steps a fresh copy, so no run sees another run's state
         # (step index, begin index, multistep history).
         self._scheduler = pipe.scheduler
@@ -82,10 +85,6 @@ class DiffusersBackend:
         # A pipeline keeps per-call state on itself (guidance scale, timestep count, the
         # scheduler we swap in), so two calls on one backend must not overlap.
         self._render_lock = threading.Lock()
-        # On a CPU, how many threads each call size runs on: learned (see CallThreads).
-        self._threads: CallThreads | None = None
-        if self.device.type == "cpu":
-            self._threads = CallThreads(torch.get_num_threads())
         logger.info(
             "loaded %s from %s (%s) on %s as %s",
             name,

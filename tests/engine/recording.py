@@ -11,6 +11,7 @@ from limner.engine.protocol import ImageBackend
 from limner.engine.types import (
     BackendInfo,
     EngineEvent,
+    RenderCancelled,
     RenderJob,
     StepCallback,
     StepInfo,
@@ -70,6 +71,13 @@ class StepRecordingBackend:
 
     async def wait_finished(self) -> None:
         assert await asyncio.to_thread(self.finished.wait, 30), "the worker never stopped"
+
+    def assert_cancelled_within_a_step(self, steps_at_cancel: int, total: int) -> None:
+        """The call ended in RenderCancelled at most one step after `steps_at_cancel`, short of
+        its `total` steps."""
+        assert isinstance(self.error, RenderCancelled)
+        assert steps_at_cancel <= len(self.steps) <= steps_at_cancel + 1
+        assert len(self.steps) < total
 
 
 async def collect(events: AsyncIterator[EngineEvent]) -> list[EngineEvent]:

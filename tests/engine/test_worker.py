@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from limner.engine.diffusers_backend import DiffusersBackend
 from limner.engine.local import LocalEngine, render
 from limner.engine.protocol import ImageBackend
-from limner.engine.types import EngineEvent, Partial, Progress, RenderCancelled, Rendered, RenderJob
+from limner.engine.types import EngineEvent, Partial, Progress, Rendered, RenderJob
 from limner.engine.worker import partial_steps
 from tests.engine.backend_contract import gradient_image, mean_difference
 from tests.engine.recording import StepRecordingBackend, collect, make_job
@@ -254,9 +254,7 @@ def test_a_batch_whose_jobs_all_leave_stops_within_a_step(tiny_backend: Diffuser
 
     steps_at_cancel = asyncio.run(scenario())
     assert [len(call) for call in backend.calls] == [2]
-    assert isinstance(backend.error, RenderCancelled)
-    assert steps_at_cancel <= len(backend.steps) <= steps_at_cancel + 1
-    assert len(backend.steps) < 30
+    backend.assert_cancelled_within_a_step(steps_at_cancel, total=30)
 
 
 def test_a_job_cancelled_while_queued_never_starts(tiny_backend: DiffusersBackend) -> None:
