@@ -24,8 +24,9 @@ from limner.api import (
     operator,
 )
 from limner.api.middleware import RequestIdMiddleware
-from limner.catalog import Catalog
+from limner.catalog import BackendSpec, Catalog
 from limner.engine.protocol import ImageBackend, ImageEngine
+from limner.errors import ConfigurationError, StartupError
 from limner.images.service import ImageService
 from limner.images.usage import count_text_tokens
 from limner.metering.limits import build_rate_limiter
@@ -45,10 +46,6 @@ logger = logging.getLogger(__name__)
 # limner-mini ships inside the package; it is what `limner serve` serves when told nothing else.
 DEFAULT_CATALOG = Path(__file__).parent / "catalog.default.toml"
 EMBEDDED_MODEL = Path(__file__).parent / "assets" / "limner-mini"
-
-
-class ConfigurationError(RuntimeError):
-    """The process cannot start as configured; the message says what to change."""
 
 
 def load_catalog(settings: Settings) -> Catalog:
@@ -76,7 +73,6 @@ def build_engine(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Imported here so that building an app with an injected engine never imports torch.
     from limner.engine.devices import set_cpu_threads
-    from limner.engine.diffusers_backend import DiffusersBackend
     from limner.engine.local import LocalEngine
 
     set_cpu_threads(torch_threads)
@@ -88,13 +84,28 @@ def build_engine(
         if not spec.path.is_dir():
             raise ConfigurationError(f"backend {spec.name!r}: {spec.path} is not a directory")
         logger.info("loading backend %s from %s", spec.name, spec.path)
-        backends[spec.name] = DiffusersBackend(spec.name, spec.path, spec.device, spec.dtype)
+        backends[spec.name] = _load_backend(spec)
     return LocalEngine(
         backends,
         max_queue=queue_size,
         max_batch_images=max_batch_images,
         batch_wait_ms=batch_wait_ms,
     )
+
+
+def _load_backend(spec: BackendSpec) -> ImageBackend:
+    from limner.engine.diffusers_backend import DiffusersBackend
+
+    try:
+        return DiffusersBackend(spec.name, spec.path, spec.device, spec.dtype)
+    except StartupError as exc:
+        raise ConfigurationError(f"backend {spec.name!r}: {exc}") from exc
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        # diffusers' own words for a directory that is not a loadable pipeline.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigurationError(
+            f"backend {spec.name!r}: cannot load a diffusers pipeline from {spec.path}: {reason}"
+        ) from exc
 
 
 def build_moderation(settings: Settings, database: Database) -> Moderator:
@@ -126,6 +137,7 @@ async def _purge_expired_images(blobs: BlobStore, every_seconds: float = 600) ->
 
 
 def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI:
+    settings.prepare_home()
     catalog = load_catalog(settings)
     database = Database(make_engine(settings.resolved_database_url))
     upgrade(database.engine)

@@ -18,21 +18,26 @@ A catalog is data: adding a model means editing TOML, not code.
     aliases = ["gpt-image-1", "dall-e-3"]      # OpenAI names keep their own parameter rules
     rules = "gpt-image-1"                      # rules for its own name and non-OpenAI aliases
     auto_quality = "high"                      # what quality=auto resolves to
+
+Every key is checked: a misspelt one (`guidence_scale`) is an error naming it, not silence.
 """
 
 import math
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from limner.errors import ModelNotFound
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from limner.datafiles import describe_validation_error
+from limner.errors import ModelNotFound, StartupError
 
 Quality = Literal["low", "medium", "high"]
 QUALITIES: tuple[Quality, ...] = ("low", "medium", "high")
 
 # The model names of OpenAI's Images API; each has its own parameter rules (images/rules.py).
 OPENAI_MODEL_NAMES = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "dall-e-2", "dall-e-3")
+RulesName = Literal["gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "dall-e-2", "dall-e-3"]
 
 # OpenAI gates the GPT image family behind organization verification; a catalog may say otherwise
 # with a top-level `verification_required = [...]`.
@@ -48,26 +53,48 @@ _OPENAI_CREATED = {
 }
 
 
-class CatalogError(ValueError):
+class CatalogError(StartupError):
     """The catalog file is malformed; raised at start-up, never during a request."""
 
 
-@dataclass(frozen=True)
-class QualityTier:
-    steps: int
-    resolution: int
+class _Strict(BaseModel):
+    """Catalog data: frozen, and an unknown key is an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-@dataclass(frozen=True)
-class BackendSpec:
+class QualityTier(_Strict):
+    steps: Annotated[int, Field(ge=1)]
+    # The side of a square of the working area, in pixels.
+    resolution: Annotated[int, Field(ge=8)]
+
+
+DEFAULT_TIERS: dict[Quality, QualityTier] = {
+    "low": QualityTier(steps=4, resolution=512),
+    "medium": QualityTier(steps=12, resolution=512),
+    "high": QualityTier(steps=25, resolution=512),
+}
+
+
+class BackendSpec(_Strict):
     name: str
     path: Path
-    kind: str = "diffusers"
+    kind: Literal["diffusers"] = "diffusers"
     device: str = "auto"
     dtype: str = "auto"
     guidance_scale: float | None = None
-    size_multiple: int = 8
-    tiers: dict[Quality, QualityTier] = field(default_factory=dict)
+    size_multiple: Annotated[int, Field(ge=1)] = 8
+    # Quality tiers the catalog gives; the others keep DEFAULT_TIERS.
+    tiers: dict[Quality, QualityTier] = Field(default_factory=lambda: dict(DEFAULT_TIERS))
+    # Whether rendered images go through the output stage of moderation. Off only for a model
+    # that cannot draw what the image checks look for (the embedded limner-mini draws shapes
+    # and colours at 32x32: docs/moderation.md); prompts and input images are checked still.
+    moderate_outputs: bool = True
+
+    @field_validator("tiers", mode="after")
+    @classmethod
+    def _over_default_tiers(cls, tiers: dict[Quality, QualityTier]) -> dict[Quality, QualityTier]:
+        return {**DEFAULT_TIERS, **tiers}
 
     def working_size(self, quality: Quality, width: int, height: int) -> tuple[int, int]:
         """Keep the requested aspect at the tier's pixel area, never above the requested area."""
@@ -81,33 +108,59 @@ class BackendSpec:
         )
 
 
-@dataclass(frozen=True)
-class ServedModel:
+class ServedModel(_Strict):
     name: str
     backend: BackendSpec
-    rules: str
+    rules: RulesName
     aliases: tuple[str, ...] = ()
     auto_quality: Quality = "high"
     owned_by: str = "limner"
 
 
-@dataclass(frozen=True)
-class ModelEntry:
+class ModelEntry(_Strict):
     """One name a client may send in `model`: the served model behind it and its rules."""
 
     id: str
     served: ServedModel
-    rules: str
+    rules: RulesName
     created: int
     owned_by: str
     requires_verification: bool = False
 
 
-DEFAULT_TIERS: dict[Quality, QualityTier] = {
-    "low": QualityTier(steps=4, resolution=512),
-    "medium": QualityTier(steps=12, resolution=512),
-    "high": QualityTier(steps=25, resolution=512),
-}
+class _BackendFile(_Strict):
+    """A `[backends.NAME]` table as written; `quality` holds the tiers it overrides."""
+
+    path: Path
+    kind: Literal["diffusers"] = "diffusers"
+    device: str = "auto"
+    dtype: str = "auto"
+    guidance_scale: float | None = None
+    size_multiple: Annotated[int, Field(ge=1)] = 8
+    quality: dict[Quality, QualityTier] = Field(default_factory=dict)
+    moderate_outputs: bool = True
+
+    def spec(self, name: str, base: Path) -> BackendSpec:
+        fields = self.model_dump(exclude={"path", "quality"})
+        return BackendSpec(
+            name=name, path=(base / self.path).resolve(), tiers=self.quality, **fields
+        )
+
+
+class _ModelFile(_Strict):
+    """A `[models.NAME]` table as written."""
+
+    backend: str
+    aliases: tuple[str, ...] = ()
+    rules: RulesName | None = None
+    auto_quality: Quality = "high"
+    owned_by: str = "limner"
+
+
+class _CatalogFile(_Strict):
+    backends: dict[str, _BackendFile] = Field(default_factory=dict)
+    models: dict[str, _ModelFile] = Field(default_factory=dict)
+    verification_required: tuple[str, ...] = GPT_IMAGE_FAMILY
 
 
 class Catalog:
@@ -122,7 +175,7 @@ class Catalog:
             for name in (served.name, *served.aliases):
                 if name in self._entries:
                     raise CatalogError(f"model name {name!r} is served twice")
-                rules = name if name in OPENAI_MODEL_NAMES else served.rules
+                rules = cast(RulesName, name) if name in OPENAI_MODEL_NAMES else served.rules
                 self._entries[name] = ModelEntry(
                     id=name,
                     served=served,
@@ -150,9 +203,7 @@ class Catalog:
     @classmethod
     def single_backend(cls, path: Path, device: str = "auto", dtype: str = "auto") -> "Catalog":
         """Serve every OpenAI name from one pipeline directory (`limner serve --model PATH`)."""
-        backend = BackendSpec(
-            name="default", path=path, device=device, dtype=dtype, tiers=DEFAULT_TIERS
-        )
+        backend = BackendSpec(name="default", path=path, device=device, dtype=dtype)
         served = ServedModel(
             name="gpt-image-1",
             backend=backend,
@@ -167,57 +218,38 @@ class Catalog:
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise CatalogError(f"cannot read catalog {path}: {exc}") from exc
-        backends = {
-            name: _parse_backend(name, spec, base=path.parent)
-            for name, spec in data.get("backends", {}).items()
-        }
-        models = [
-            _parse_model(name, spec, backends) for name, spec in data.get("models", {}).items()
-        ]
+        return cls.from_mapping(data, base=path.parent, source=f"catalog {path}", created=created)
+
+    @classmethod
+    def from_mapping(
+        cls, data: dict[str, Any], base: Path, source: str = "catalog", created: int = 0
+    ) -> "Catalog":
+        try:
+            parsed = _CatalogFile.model_validate(data)
+        except ValidationError as exc:
+            raise CatalogError(f"{source}: {describe_validation_error(exc)}") from exc
+        backends = {name: spec.spec(name, base) for name, spec in parsed.backends.items()}
+        models = [_served(name, spec, backends, source) for name, spec in parsed.models.items()]
         if not models:
-            raise CatalogError(f"catalog {path} serves no models")
-        gated = data.get("verification_required", list(GPT_IMAGE_FAMILY))
-        if not isinstance(gated, list) or not all(isinstance(name, str) for name in gated):
-            raise CatalogError(f"catalog {path}: verification_required must be a list of names")
-        return cls(models, created=created, verification_required=tuple(gated))
+            raise CatalogError(f"{source} serves no models")
+        return cls(models, created=created, verification_required=parsed.verification_required)
 
 
-def _parse_backend(name: str, spec: dict[str, Any], base: Path) -> BackendSpec:
-    if "path" not in spec:
-        raise CatalogError(f"backend {name!r} has no path")
-    tiers = dict(DEFAULT_TIERS)
-    for quality, tier in spec.get("quality", {}).items():
-        if quality not in QUALITIES:
-            raise CatalogError(f"backend {name!r}: unknown quality tier {quality!r}")
-        tiers[quality] = QualityTier(steps=int(tier["steps"]), resolution=int(tier["resolution"]))
-    guidance = spec.get("guidance_scale")
-    return BackendSpec(
-        name=name,
-        path=(base / spec["path"]).resolve(),
-        kind=str(spec.get("kind", "diffusers")),
-        device=str(spec.get("device", "auto")),
-        dtype=str(spec.get("dtype", "auto")),
-        guidance_scale=None if guidance is None else float(guidance),
-        size_multiple=int(spec.get("size_multiple", 8)),
-        tiers=tiers,
-    )
-
-
-def _parse_model(name: str, spec: dict[str, Any], backends: dict[str, BackendSpec]) -> ServedModel:
-    backend = backends.get(spec.get("backend", ""))
+def _served(
+    name: str, spec: _ModelFile, backends: dict[str, BackendSpec], source: str
+) -> ServedModel:
+    backend = backends.get(spec.backend)
     if backend is None:
-        raise CatalogError(f"model {name!r} names an unknown backend {spec.get('backend')!r}")
-    rules = str(spec.get("rules", name if name in OPENAI_MODEL_NAMES else "gpt-image-1"))
-    if rules not in OPENAI_MODEL_NAMES:
-        raise CatalogError(f"model {name!r}: rules must be one of {OPENAI_MODEL_NAMES}")
-    auto_quality = spec.get("auto_quality", "high")
-    if auto_quality not in QUALITIES:
-        raise CatalogError(f"model {name!r}: auto_quality must be one of {QUALITIES}")
+        raise CatalogError(
+            f"{source}: model {name!r} names an unknown backend {spec.backend!r} "
+            f"(defined: {', '.join(sorted(backends)) or 'none'})"
+        )
+    default_rules = cast(RulesName, name) if name in OPENAI_MODEL_NAMES else "gpt-image-1"
     return ServedModel(
         name=name,
         backend=backend,
-        rules=rules,
-        aliases=tuple(spec.get("aliases", ())),
-        auto_quality=auto_quality,
-        owned_by=str(spec.get("owned_by", "limner")),
+        rules=spec.rules or default_rules,
+        aliases=spec.aliases,
+        auto_quality=spec.auto_quality,
+        owned_by=spec.owned_by,
     )

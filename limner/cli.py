@@ -1,6 +1,10 @@
 """The `limner` command: serve, keys, db, models. Thin: it assembles parts and prints."""
 
+import errno
+import os
+import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -9,12 +13,17 @@ from pydantic import ValidationError
 
 from limner.accounts.keys import KeyStore
 from limner.accounts.orgs import OPERATOR_ORGANIZATION_ID, AdminKeys, Organizations, Projects
-from limner.errors import LimnerError
+from limner.errors import ConfigurationError, LimnerError, StartupError
 from limner.logs import LogFormat
 from limner.settings import Settings
 from limner.storage.db import Database, make_engine, upgrade
 
-app = typer.Typer(help="Limner: a self-hosted OpenAI Images API.", no_args_is_help=True)
+# pretty_exceptions off: an error is one line (main), or with --debug a plain traceback to paste.
+app = typer.Typer(
+    help="Limner: a self-hosted OpenAI Images API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Organizations: create, verify, set tiers.", no_args_is_help=True)
 projects_app = typer.Typer(help="Projects of an organization.", no_args_is_help=True)
@@ -25,6 +34,28 @@ app.add_typer(orgs_app, name="orgs")
 app.add_typer(projects_app, name="projects")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+
+# Where `limner serve` saves the project key it creates on a fresh install, for `limner generate`.
+FIRST_KEY_FILE = "api-key"
+
+
+@dataclass
+class _Run:
+    debug: bool = False
+
+
+_run = _Run()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", envvar="LIMNER_DEBUG", help="Show the traceback of an error."),
+    ] = False,
+) -> None:
+    _run.debug = debug
+
 
 HomeOption = Annotated[
     Path | None, typer.Option(help="Data directory (default $LIMNER_HOME or ~/.limner).")
@@ -53,6 +84,7 @@ OrgOption = Annotated[
 
 
 def _database(settings: Settings) -> Database:
+    settings.prepare_home()
     database = Database(make_engine(settings.resolved_database_url))
     upgrade(database.engine)
     Organizations(database).bootstrap(None, None)
@@ -87,16 +119,15 @@ def serve(
 
     from limner import logs
     from limner.api.middleware import RequestIdLogFilter
-    from limner.app import ConfigurationError, create_app
+    from limner.app import create_app
 
     logs.configure(log_level, log_format, RequestIdLogFilter())
     logs.route_library_logs()
     settings = _settings(home, model_path=model, catalog=catalog)
-    try:
-        application = create_app(settings)
-    except ConfigurationError as exc:
-        typer.echo(f"limner: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    _check_port_free(host, port)  # before the model loads: a taken port is told in a second
+    application = create_app(settings)
+    if settings.api_key is None:
+        _announce_first_key(settings, host, port)
     # No request timeout at all: a slow CPU generation is never cut. On SIGTERM uvicorn stops
     # accepting and lets in-flight requests finish for up to 30 s, then cancels them (a
     # cancelled render is released, never billed) before the engine shuts down.
@@ -112,6 +143,58 @@ def serve(
         timeout_keep_alive=30,
         timeout_graceful_shutdown=30,
     )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Bind as uvicorn will (SO_REUSEADDR), so a port in use is one line now, not a log
+    record after the model has loaded."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigurationError(
+            f"cannot listen on {host!r}: {exc.strerror}; check --host."
+        ) from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"port {port} on {host} is already in use (another `limner serve`?): stop "
+                    "that process or pass --port N."
+                ) from exc
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}.") from exc
+
+
+def _announce_first_key(settings: Settings, host: str, port: int) -> None:
+    """On a fresh install (no usable project key, none configured), make one for the Default
+    project, show it once on the console, and save it (owner-only) for `limner generate`."""
+    key = Projects(Database(make_engine(settings.resolved_database_url))).create_first_key()
+    if key is None:
+        return
+    saved = settings.home / FIRST_KEY_FILE
+    descriptor = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(key + "\n")
+    base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/v1"
+    typer.echo(
+        f"\nlimner: a project key for the Default project, shown once (saved to {saved}):\n\n"
+        f"    {key}\n\n"
+        '  limner generate "a lighthouse at dusk"       # uses the saved key\n'
+        f"  export OPENAI_BASE_URL={base_url} OPENAI_API_KEY={key}   # for the openai SDK\n"
+        "  More keys: limner keys create --name NAME; revoke: limner keys revoke ID\n",
+        err=True,
+    )
+
+
+def _saved_key(home: Path) -> str | None:
+    try:
+        return (home / FIRST_KEY_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 @app.command()
@@ -132,16 +215,25 @@ def generate(
     ] = "http://127.0.0.1:8000/v1",
     api_key: Annotated[
         str | None,
-        typer.Option(envvar=["LIMNER_API_KEY", "OPENAI_API_KEY"], help="A project key."),
+        typer.Option(
+            envvar="LIMNER_API_KEY",
+            help="A project key (default: the one `limner serve` saved, then OPENAI_API_KEY).",
+        ),
     ] = None,
+    home: HomeOption = None,
 ) -> None:
     """Generate an image on a running server, showing progress as partial images arrive."""
     import base64
 
     from limner.remote import RequestFailed, ServerUnavailable, stream_generation
 
+    api_key = api_key or _saved_key(_settings(home).home) or os.environ.get("OPENAI_API_KEY")
     if not api_key:
-        typer.echo("limner: no API key: pass --api-key or set LIMNER_API_KEY.", err=True)
+        typer.echo(
+            "limner: no API key: pass --api-key or set LIMNER_API_KEY (`limner keys create` "
+            "makes one; `limner serve` saves one on its first start).",
+            err=True,
+        )
         raise typer.Exit(2)
     body = {
         "model": model,
@@ -343,6 +435,7 @@ def projects_archive(
 def db_upgrade(home: HomeOption = None) -> None:
     """Migrate the database to the newest schema."""
     settings = _settings(home)
+    settings.prepare_home()
     upgrade(make_engine(settings.resolved_database_url))
     typer.echo("database is at the newest schema")
 
@@ -353,16 +446,31 @@ def models_list(
     catalog: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
     """Print each served name, its rules and backend."""
-    from limner.app import ConfigurationError, load_catalog
+    from limner.app import load_catalog
 
-    try:
-        entries = load_catalog(_settings(model_path=model, catalog=catalog)).entries()
-    except ConfigurationError as exc:
-        typer.echo(f"limner: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    entries = load_catalog(_settings(model_path=model, catalog=catalog)).entries()
     for entry in entries:
         typer.echo(f"{entry.id}\trules={entry.rules}\tbackend={entry.served.backend.name}")
 
 
 def main() -> None:
-    app()
+    """Run a command; an error ends it with what is wrong in a line or two (the traceback
+    only with --debug or LIMNER_DEBUG=1)."""
+    try:
+        app()
+    except Exception as exc:  # typer re-raises what a command raised, after its own handling
+        if _run.debug:
+            raise
+        typer.echo(f"limner: {_describe(exc)}", err=True)
+        if not isinstance(exc, StartupError | LimnerError):
+            typer.echo("(an unexpected error: `limner --debug ...` shows where)", err=True)
+        sys.exit(2 if isinstance(exc, StartupError) else 1)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, LimnerError):
+        return error.message
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror}{where}"
+    return str(error) or type(error).__name__

@@ -3,6 +3,16 @@
 from typing import ClassVar
 
 
+class StartupError(Exception):
+    """The process cannot start as configured (a malformed data file, a missing model, an
+    unavailable device); raised before serving, never on a request. The message says what is
+    wrong and what to change: the CLI prints it alone, without a traceback."""
+
+
+class ConfigurationError(StartupError):
+    """A setting or a catalog entry that cannot be served as given."""
+
+
 class LimnerError(Exception):
     """Base of every error a client may see. Plain data: no HTTP library involved."""
 

@@ -35,6 +35,15 @@ def configure(level: str, log_format: LogFormat, request_filter: logging.Filter)
     logging.captureWarnings(True)
 
 
+class _NoTorchvisionNotice(logging.Filter):
+    """transformers warns, once per image-processor class it imports, that torchvision is
+    missing and the PIL processor is used instead. No torchvision wheel for the pinned CPU torch
+    exists on PyPI, and the PIL processors give the same inputs: nothing a user can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed); falling back to" not in record.getMessage()
+
+
 def route_library_logs() -> None:
     """diffusers and transformers write to stderr through handlers of their own, with loading
     bars between: send their records to the process handler instead, and drop the bars."""
@@ -45,3 +54,4 @@ def route_library_logs() -> None:
         library.disable_default_handler()
         library.enable_propagation()
         library.disable_progress_bar()
+    logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())

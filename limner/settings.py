@@ -7,6 +7,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from limner.errors import ConfigurationError
+
 # The databases Limner is built and tested on.
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
 
@@ -104,6 +106,18 @@ class Settings(BaseSettings):
         if value < 0:
             raise ValueError("batch_wait_ms must not be negative")
         return value
+
+    def prepare_home(self) -> Path:
+        """Create the data directory if it is missing, readable by its owner only (it holds the
+        database, generated images and the URL-signing key); whichever command runs first."""
+        try:
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the data directory {self.home}: {exc.strerror}. "
+                "Point LIMNER_HOME (or --home) at a directory you can write."
+            ) from exc
+        return self.home
 
     @property
     def resolved_database_url(self) -> str:

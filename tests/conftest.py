@@ -151,11 +151,15 @@ class LiveServer:
         return self.base_url + "/v1"
 
 
-def start_server(home: Path, args: list[str], env: dict[str, str] | None = None) -> LiveServer:
+def start_server(
+    home: Path, args: list[str], env: dict[str, str | None] | None = None
+) -> LiveServer:
+    """`limner serve` on a free port with `home` as LIMNER_HOME; `env` adds variables, and a
+    None value removes one (a server started with no key configured)."""
     port = free_port()
     log = home / "server.log"
     home.mkdir(parents=True, exist_ok=True)
-    process_env = {
+    merged: dict[str, str | None] = {
         **os.environ,
         "LIMNER_HOME": str(home),
         "LIMNER_ADMIN_KEY": ADMIN_KEY,
@@ -163,6 +167,7 @@ def start_server(home: Path, args: list[str], env: dict[str, str] | None = None)
         "HF_HUB_OFFLINE": "1",
         **(env or {}),
     }
+    process_env = {name: value for name, value in merged.items() if value is not None}
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "limner", "serve", "--port", str(port), *args],

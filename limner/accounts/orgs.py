@@ -260,6 +260,27 @@ class Projects:
                 project_id=project_id,
             )
 
+    def create_first_key(self, organization_id: str = OPERATOR_ORGANIZATION_ID) -> str | None:
+        """A key for the Default project when the organization has no usable model key at all
+        (a fresh install); None when it has one. Shown once by its caller, like any key."""
+        now = int(time.time())
+        with self._database.transaction() as session:
+            usable = session.scalar(
+                select(ApiKey.id)
+                .where(
+                    ApiKey.organization_id == organization_id,
+                    ApiKey.kind != "admin",
+                    ApiKey.revoked_at.is_(None),
+                    (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > now),
+                )
+                .limit(1)
+            )
+        if usable is not None:
+            return None
+        project = self.default_project(organization_id)
+        _record, key = self.create_key(organization_id, project.id, "first key")
+        return key
+
     def list_keys(
         self, organization_id: str, project_id: str, *, after: str | None = None, limit: int = 20
     ) -> Page[ApiKey]:

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 import torch
 
+from limner.errors import StartupError
+
 logger = logging.getLogger(__name__)
 
 _DTYPES: dict[str, torch.dtype] = {
@@ -15,6 +17,10 @@ _DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
     "float32": torch.float32,
 }
+
+
+class DeviceUnavailable(StartupError):
+    """The configured device or dtype does not exist here; the server cannot start on it."""
 
 
 def choose_device(requested: str = "auto") -> torch.device:
@@ -28,14 +34,17 @@ def choose_device(requested: str = "auto") -> torch.device:
     try:
         device = torch.device(requested)
     except RuntimeError as error:
-        raise ValueError(
+        raise DeviceUnavailable(
             f"Unknown device {requested!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'."
         ) from error
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"Device {requested!r} requested, but CUDA is not available.")
+            raise DeviceUnavailable(
+                f"Device {requested!r} requested, but this machine has no CUDA device "
+                "(or this PyTorch build has no CUDA support): set device = 'cpu' or 'auto'."
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
+            raise DeviceUnavailable(
                 f"Device {requested!r} requested, but this machine has "
                 f"{torch.cuda.device_count()} GPU(s)."
             )
@@ -48,7 +57,7 @@ def choose_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     if requested == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if requested not in _DTYPES:
-        raise ValueError(
+        raise DeviceUnavailable(
             f"Unknown dtype {requested!r}: use 'auto', {', '.join(map(repr, _DTYPES))}."
         )
     return _DTYPES[requested]

@@ -62,11 +62,8 @@ class DiffusersBackend:
 
         # `local_files_only`: a served model is a directory we ship or the operator placed;
         # a server must never reach for the Hub at start.
-        # `torch_dtype`, not the newer `dtype`: releases before huggingface/diffusers#14205
-        # only know `torch_dtype`, and later ones still accept it (with a FutureWarning).
-        # The ignore: diffusers ships this classmethod without annotations.
         pipe = _pipeline_class(Path(path)).from_pretrained(
-            path, torch_dtype=self.dtype, local_files_only=True
+            path, dtype=self.dtype, local_files_only=True
         )
         pipe.set_progress_bar_config(disable=True)
         pipe.to(self.device)

@@ -12,9 +12,12 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from limner.errors import InvalidValue
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from limner.datafiles import describe_validation_error
+from limner.errors import InvalidValue, StartupError
 from limner.storage.db import Database
 from limner.storage.tables import PlatformDocument
 
@@ -23,7 +26,7 @@ DEFAULT_TIERS_FILE = Path(__file__).parent / "tiers.default.toml"
 _ANY_MODEL = "*"
 
 
-class TierTableError(ValueError):
+class TierTableError(StartupError):
     """The operator's tier file is unusable; raised at start-up, never on a request."""
 
 
@@ -59,20 +62,22 @@ class TierTable:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = "tier table") -> "TierTable":
-        tiers = {name: _tier(name, spec, source) for name, spec in data.get("tiers", {}).items()}
-        if tuple(tiers) != TIER_NAMES:
-            raise TierTableError(f"{source}: [tiers] must define {', '.join(TIER_NAMES)} in order")
+        try:
+            parsed = _TierFile.model_validate(data)
+        except ValidationError as exc:
+            raise TierTableError(f"{source}: {describe_validation_error(exc)}") from exc
+        tiers = {
+            name: Tier(name, spec.paid_usd, spec.days, spec.usage_limit_usd)
+            for name, spec in parsed.tiers.by_name().items()
+        }
         limits: dict[str, dict[str, ModelLimits]] = {}
-        for group, spec in data.get("limits", {}).items():
+        for group in parsed.limits.values():
             per_tier = {
-                tier: _limits(f"{source} [limits.{group}.{tier}]", value)
-                for tier, value in spec.items()
-                if tier != "models"
+                name: ModelLimits(spec.rpm, spec.tpm, spec.ipm)
+                for name, spec in group.by_name().items()
+                if spec is not None
             }
-            unknown = set(per_tier) - set(TIER_NAMES)
-            if unknown:
-                raise TierTableError(f"{source} [limits.{group}]: unknown tiers {sorted(unknown)}")
-            for model in spec.get("models", []):
+            for model in group.models:
                 if model in limits:
                     raise TierTableError(f"{source}: model {model!r} is in two limit groups")
                 limits[model] = per_tier
@@ -126,21 +131,58 @@ class TierTable:
         return self.limits.get(model) or self.limits.get(_ANY_MODEL, {})
 
 
-def _tier(name: str, spec: dict[str, Any], source: str) -> Tier:
-    try:
-        return Tier(name, int(spec["paid_usd"]), int(spec["days"]), int(spec["usage_limit_usd"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise TierTableError(f"{source} [tiers.{name}]: {exc}") from exc
+class _Strict(BaseModel):
+    # strict: a limit is an integer, never a string or a float that happens to convert.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-def _limits(where: str, value: Any) -> ModelLimits:
-    try:
-        limits = ModelLimits(int(value["rpm"]), int(value["tpm"]), int(value["ipm"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise TierTableError(f"{where}: needs integer rpm, tpm and ipm ({exc})") from exc
-    if min(limits.requests_per_minute, limits.tokens_per_minute, limits.images_per_minute) < 1:
-        raise TierTableError(f"{where}: limits must be at least 1")
-    return limits
+class _TierSpec(_Strict):
+    paid_usd: Annotated[int, Field(ge=0)]
+    days: Annotated[int, Field(ge=0)]
+    usage_limit_usd: Annotated[int, Field(ge=0)]
+
+
+class _Tiers(_Strict):
+    """`[tiers.free]` ... `[tiers.5]`: every tier, each once."""
+
+    free: _TierSpec
+    tier_1: _TierSpec = Field(alias="1")
+    tier_2: _TierSpec = Field(alias="2")
+    tier_3: _TierSpec = Field(alias="3")
+    tier_4: _TierSpec = Field(alias="4")
+    tier_5: _TierSpec = Field(alias="5")
+
+    def by_name(self) -> dict[str, _TierSpec]:
+        return dict(zip(TIER_NAMES, (getattr(self, field) for field in _TIER_FIELDS), strict=True))
+
+
+class _Limits(_Strict):
+    rpm: Annotated[int, Field(ge=1)]
+    tpm: Annotated[int, Field(ge=1)]
+    ipm: Annotated[int, Field(ge=1)]
+
+
+class _LimitGroup(_Strict):
+    """`[limits.GROUP]`: the models it covers and the limits of each tier that has access."""
+
+    models: list[str]
+    free: _Limits | None = None
+    tier_1: _Limits | None = Field(None, alias="1")
+    tier_2: _Limits | None = Field(None, alias="2")
+    tier_3: _Limits | None = Field(None, alias="3")
+    tier_4: _Limits | None = Field(None, alias="4")
+    tier_5: _Limits | None = Field(None, alias="5")
+
+    def by_name(self) -> dict[str, _Limits | None]:
+        return dict(zip(TIER_NAMES, (getattr(self, field) for field in _TIER_FIELDS), strict=True))
+
+
+_TIER_FIELDS = ("free", "tier_1", "tier_2", "tier_3", "tier_4", "tier_5")
+
+
+class _TierFile(_Strict):
+    tiers: _Tiers
+    limits: dict[str, _LimitGroup] = Field(default_factory=dict)
 
 
 DOCUMENT = "tiers"

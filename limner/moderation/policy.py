@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from limner.errors import InvalidValue
+from limner.errors import InvalidValue, StartupError
 from limner.moderation.protocol import CATEGORIES, Level, Severity, Signal, Stage
 from limner.moderation.terms import TermCheck, TermListError, TermLists
 from limner.storage.db import Database
@@ -24,7 +24,7 @@ from limner.storage.tables import ModerationPolicy
 DEFAULT_POLICY_FILE = Path(__file__).parent / "policy.default.toml"
 
 
-class PolicyError(ValueError):
+class PolicyError(StartupError):
     """The operator's policy file is unusable; raised at start-up, never on a request."""
 
 

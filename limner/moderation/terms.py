@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from limner.errors import StartupError
 from limner.moderation.protocol import CATEGORIES, Severity, Signal
 
 DEFAULT_TERMS_FILE = Path(__file__).parent / "terms.default.toml"
@@ -25,7 +26,7 @@ _SEVERITIES: tuple[Severity, ...] = ("severe", "mild")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 
 
-class TermListError(ValueError):
+class TermListError(StartupError):
     """A term list cannot be used (bad TOML, unknown category, a regex that does not compile)."""
 
 

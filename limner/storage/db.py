@@ -8,7 +8,10 @@ from typing import cast
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from limner.errors import StartupError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -38,10 +41,26 @@ def core_table(mapped: type[DeclarativeBase]) -> Table:
     return cast(Table, mapped.__table__)
 
 
+class DatabaseUnavailable(StartupError):
+    """The database cannot be opened or reached; the message names it (password hidden)."""
+
+
 def upgrade(engine: Engine) -> None:
-    """Migrate the database to the newest schema (what `limner db upgrade` and start-up run)."""
+    """Migrate the database to the newest schema (what `limner db upgrade` and start-up run).
+
+    Every command opens the database here first, so this is where an unreachable one is told.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    try:
+        engine.connect().close()
+    except DBAPIError as exc:
+        url = engine.url.render_as_string(hide_password=True)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailable(
+            f"cannot open the database {url}: {reason}. Check LIMNER_DATABASE_URL (or "
+            "LIMNER_HOME, for the default SQLite file) and that the database server is running."
+        ) from exc
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

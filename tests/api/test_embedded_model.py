@@ -115,3 +115,19 @@ def test_mask_confines_the_change(mini: openai.OpenAI) -> None:
     out = np.asarray(image_of(result.data[0]).convert("RGB"))
     assert (out[:, 512:] == np.asarray(source)[:, 512:]).all()  # outside the mask: untouched
     assert not (out[:, :512] == np.asarray(source)[:, :512]).all()  # inside: painted
+
+
+@pytest.mark.parametrize("prompt", ["a square 16", "a square 17"])
+def test_prompts_it_cannot_draw_get_its_best_picture_not_a_refusal(
+    mini: openai.OpenAI, prompt: str
+) -> None:
+    """limner-mini draws noise for prompts outside its vocabulary; open_nsfw scored some of that
+    noise above its threshold (17 of these 120 renders were refused as `sexual`)."""
+    images = []
+    for first_seed in range(0, 60, 10):  # seeds 0-59: image i of a request uses seed + i
+        result = mini.images.generate(
+            model="gpt-image-1", prompt=prompt, n=10, extra_body={"seed": first_seed}
+        )
+        images += [image_of(item) for item in result.data]
+    assert len(images) == 60
+    assert len({png(image) for image in images}) == 60  # 60 real renders, not one repeated

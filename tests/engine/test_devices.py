@@ -5,6 +5,7 @@ import torch
 
 from limner.engine.devices import (
     CallThreads,
+    DeviceUnavailable,
     choose_device,
     choose_dtype,
     cpu_threads,
@@ -27,19 +28,19 @@ def test_cpu_is_honoured() -> None:
 @needs_no_cuda
 @pytest.mark.parametrize("requested", ["cuda", "cuda:1"])
 def test_cuda_without_a_gpu_is_refused_at_start(requested: str) -> None:
-    with pytest.raises(ValueError, match="CUDA is not available"):
+    with pytest.raises(DeviceUnavailable, match="no CUDA device"):
         choose_device(requested)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_index_beyond_the_machine_is_refused() -> None:
-    with pytest.raises(ValueError, match="GPU"):
+    with pytest.raises(DeviceUnavailable, match="GPU"):
         choose_device(f"cuda:{torch.cuda.device_count()}")
 
 
 @pytest.mark.parametrize("requested", ["gpu", "cuda:x", ""])
 def test_unknown_device_is_refused(requested: str) -> None:
-    with pytest.raises(ValueError, match="Unknown device"):
+    with pytest.raises(DeviceUnavailable, match="Unknown device"):
         choose_device(requested)
 
 
@@ -63,7 +64,7 @@ def test_explicit_dtype_is_honoured_on_any_device(requested: str, expected: torc
 
 @pytest.mark.parametrize("requested", ["fp16", "half", "float64", "int8"])
 def test_unknown_dtype_is_refused(requested: str) -> None:
-    with pytest.raises(ValueError, match="Unknown dtype"):
+    with pytest.raises(DeviceUnavailable, match="Unknown dtype"):
         choose_dtype(torch.device("cpu"), requested)
 
 
