@@ -112,9 +112,8 @@ async def measure_all(
         for batching in (False, True)
     }
     try:
-        # Warm-up: first calls allocate and tune kernels for each batch size they meet, and
-        # the backend times each call size on one thread and on all (CallThreads) before it
-        # settles: eight calls of each size the measurements will make.
+        # Warm-up: first calls allocate and tune kernels for each batch size they meet: eight
+        # calls of each size the measurements will make.
         for engine in engines.values():
             for concurrency in CONCURRENCY:
                 await run_clients(engine, concurrency, 8 * concurrency, steps, resolution, 10_000)

@@ -97,7 +97,7 @@ def _load_backend(spec: BackendSpec) -> ImageBackend:
     from limner.engine.diffusers_backend import DiffusersBackend
 
     try:
-        return DiffusersBackend(spec.name, spec.path, spec.device, spec.dtype)
+        return DiffusersBackend(spec.name, spec.path, spec.device, spec.dtype, spec.cpu_threads)
     except StartupError as exc:
         raise ConfigurationError(f"backend {spec.name!r}: {exc}") from exc
     except (OSError, ValueError, KeyError, RuntimeError) as exc:

@@ -7,6 +7,7 @@ A catalog is data: adding a model means editing TOML, not code.
     device = "auto"                    # auto | cpu | cuda | cuda:1
     dtype = "auto"                     # auto | float16 | bfloat16 | float32
     guidance_scale = 0.0               # optional; the pipeline's default when absent
+    cpu_threads = 2                    # on a CPU, every call on this many threads (default: all)
     size_multiple = 8                  # working sizes are rounded to this
     [backends.sd-turbo.quality]
     low = { steps = 1, resolution = 512 }      # resolution: side of a square of the same area
@@ -89,6 +90,8 @@ class BackendSpec(_Strict):
     # Whether rendered images go through the output stage of moderation. Off only for a model
     # that cannot draw what the image checks look for (the embedded limner-mini draws shapes
     # and colours at 32x32: docs/moderation.md); prompts and input images are checked still.
+    # CPU threads for every call of this backend; None: the process's (LIMNER_TORCH_THREADS).
+    cpu_threads: Annotated[int, Field(ge=1)] | None = None
     moderate_outputs: bool = True
 
     @field_validator("tiers", mode="after")
@@ -138,6 +141,8 @@ class _BackendFile(_Strict):
     guidance_scale: float | None = None
     size_multiple: Annotated[int, Field(ge=1)] = 8
     quality: dict[Quality, QualityTier] = Field(default_factory=dict)
+    # CPU threads for every call of this backend; None: the process's (LIMNER_TORCH_THREADS).
+    cpu_threads: Annotated[int, Field(ge=1)] | None = None
     moderate_outputs: bool = True
 
     def spec(self, name: str, base: Path) -> BackendSpec:

@@ -1,8 +1,6 @@
 """Device, dtype and CPU-thread choices for the engine, made in one place."""
 
 import logging
-import statistics
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -80,55 +78,6 @@ def set_cpu_threads(threads: int | None) -> None:
         raise ValueError(f"CPU thread count must be at least 1, got {threads}.")
     torch.set_num_threads(threads)
     logger.info("torch CPU threads set to %d", threads)
-
-
-# A pipeline call that took at least this long on every thread has operations big enough to
-# share among threads; trying it on one would cost many seconds for nothing.
-_SHARED_CALL_S = 1.0
-# Calls timed at each thread count before a call size settles on the faster.
-_TRIALS = 3
-
-
-class CallThreads:
-    """How many CPU threads each pipeline call of one backend runs on, learned per call size.
-
-    torch runs every operation on all of its threads. A small model's operations are too small
-    to pay for waking the others: on a 2-core host limner-mini renders one image in 80 ms on one
-    thread and 126 ms on two, while a batch of 8 is faster on two. So each call size (images per
-    call) first runs on all `most` threads; while such calls stay under a second, the size
-    alternates between one thread and all of them for three calls each, then keeps the faster
-    median for good.
-    """
-
-    def __init__(self, most: int) -> None:
-        self.most = most
-        self._samples: defaultdict[tuple[int, int], list[float]] = defaultdict(list)
-        self._settled: dict[int, int] = {}
-
-    def choose(self, images: int) -> int:
-        if self.most == 1:
-            return 1
-        if images in self._settled:
-            return self._settled[images]
-        shared, single = self._samples[images, self.most], self._samples[images, 1]
-        return self.most if len(shared) <= len(single) else 1
-
-    def record(self, images: int, threads: int, seconds: float) -> None:
-        """A completed call's duration (a cancelled one says nothing of the thread count)."""
-        if self.most == 1 or images in self._settled:
-            return
-        self._samples[images, threads].append(seconds)
-        if threads == self.most and seconds >= _SHARED_CALL_S:
-            self._settle(images, self.most)
-            return
-        shared, single = self._samples[images, self.most], self._samples[images, 1]
-        if len(shared) >= _TRIALS and len(single) >= _TRIALS:
-            faster = 1 if statistics.median(single) < statistics.median(shared) else self.most
-            self._settle(images, faster)
-
-    def _settle(self, images: int, threads: int) -> None:
-        self._settled[images] = threads
-        logger.info("calls of %d image(s) run on %d CPU thread(s)", images, threads)
 
 
 @contextmanager

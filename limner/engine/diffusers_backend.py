@@ -9,7 +9,6 @@ import json
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, Dif
 from PIL import Image
 
 from limner.engine.devices import (
-    CallThreads,
     choose_device,
     choose_dtype,
     cpu_threads,
@@ -54,7 +52,12 @@ class DiffusersBackend:
     """One diffusers pipeline, loaded once, rendering one call (one job or a batch) at a time."""
 
     def __init__(
-        self, name: str, path: str | Path, device: str = "auto", dtype: str = "auto"
+        self,
+        name: str,
+        path: str | Path,
+        device: str = "auto",
+        dtype: str = "auto",
+        cpu_threads: int | None = None,
     ) -> None:
         self.name = name
         self.device = choose_device(device)
@@ -67,11 +70,13 @@ class DiffusersBackend:
         )
         pipe.set_progress_bar_config(disable=True)
         pipe.to(self.device)
-        # On a CPU, how many threads each call size runs on: learned (see CallThreads).
-        self._threads: CallThreads | None = None
+        # On a CPU, the one thread count every call runs on. Fixed per backend: pixels depend
+        # on how a reduction is split among threads (one or two levels between 1 and 2
+        # threads), so a count chosen per call would make a seed give other bytes.
+        self._threads: int | None = None
         if self.device.type == "cpu":
             _prefer_channels_last(pipe)
-            self._threads = CallThreads(torch.get_num_threads())
+            self._threads = cpu_threads or torch.get_num_threads()
         # Kept pristine: every run steps a fresh copy, so no run sees another run's state
         # (step index, begin index, multistep history).
         self._scheduler = pipe.scheduler
@@ -176,21 +181,19 @@ class DiffusersBackend:
         # 6. Run on a fresh scheduler copy, one run at a time.
         with self._render_lock, torch.inference_mode():
             pipe.scheduler = self._scheduler.from_config(self._scheduler.config)
-            images = self._call(pipe, kwargs, len(prompts))
+            images = self._call(pipe, kwargs)
 
         # 7. Exactly the jobs' size, RGB, whatever the pipeline rounded to; split per job.
         fitted = [_fit(image, (first.width, first.height)) for image in images]
         return _split(fitted, [job.n for job in jobs])
 
-    def _call(self, pipe: Any, kwargs: dict[str, Any], images: int) -> list[Image.Image]:
-        """The pipeline call; on a CPU, on the thread count CallThreads picks, and timed for it."""
+    def _call(self, pipe: Any, kwargs: dict[str, Any]) -> list[Image.Image]:
+        """The pipeline call; on a CPU, on the backend's thread count, set on the calling thread
+        (the worker's), whose OpenMP default need not be the process's."""
         if self._threads is None:
             return pipe(**kwargs).images  # type: ignore[no-any-return]
-        threads = self._threads.choose(images)
-        with cpu_threads(threads):
-            started = time.perf_counter()
+        with cpu_threads(self._threads):
             rendered: list[Image.Image] = pipe(**kwargs).images
-        self._threads.record(images, threads, time.perf_counter() - started)
         return rendered
 
     def _derived(self, task: Task) -> Any | None:
@@ -221,10 +224,15 @@ class DiffusersBackend:
 
 def _prefer_channels_last(pipe: Any) -> None:
     """Convolution weights in NHWC order: oneDNN's CPU convolutions run faster on it (limner-mini:
-    about a fifth less time per call at a batch of 8); results agree to within rounding."""
+    about a fifth less time per call at a batch of 8); results agree to within rounding.
+
+    Only 2-D models: a video-style VAE (Qwen-Image's) has rank-5 weights, which have no
+    channels-last layout (torch refuses), so it keeps its own."""
     for name in ("unet", "vae"):
         module = getattr(pipe, name, None)
-        if isinstance(module, torch.nn.Module):
+        if isinstance(module, torch.nn.Module) and all(
+            parameter.ndim <= 4 for parameter in module.parameters()
+        ):
             # The ignore: torch types `Module.to` without its memory_format keyword.
             module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 

@@ -4,11 +4,9 @@ import pytest
 import torch
 
 from limner.engine.devices import (
-    CallThreads,
     DeviceUnavailable,
     choose_device,
     choose_dtype,
-    cpu_threads,
     dtype_name,
     set_cpu_threads,
 )
@@ -93,59 +91,4 @@ def test_explicit_thread_count_is_applied(restore_threads: int) -> None:
 def test_thread_count_below_one_is_refused(restore_threads: int) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         set_cpu_threads(0)
-    assert torch.get_num_threads() == restore_threads
-
-
-# Per-call thread counts. The durations are ones a call could take: what matters is which
-# count each call size settles on, given them.
-
-
-def run_calls(
-    threads: CallThreads, images: int, seconds: dict[int, float], calls: int
-) -> list[int]:
-    """`calls` calls of `images` images, each taking `seconds[thread count]`; the counts used."""
-    used = []
-    for _ in range(calls):
-        count = threads.choose(images)
-        used.append(count)
-        threads.record(images, count, seconds[count])
-    return used
-
-
-def test_a_small_call_settles_on_one_thread_when_that_is_faster() -> None:
-    threads = CallThreads(most=4)
-    used = run_calls(threads, 1, {4: 0.126, 1: 0.080}, calls=10)
-    assert used[:6] == [4, 1, 4, 1, 4, 1]
-    assert used[6:] == [1, 1, 1, 1]
-
-
-def test_a_call_size_keeps_every_thread_when_that_is_faster() -> None:
-    threads = CallThreads(most=2)
-    assert run_calls(threads, 8, {2: 0.41, 1: 0.50}, calls=10)[6:] == [2, 2, 2, 2]
-
-
-def test_each_call_size_learns_on_its_own() -> None:
-    threads = CallThreads(most=2)
-    run_calls(threads, 1, {2: 0.126, 1: 0.080}, calls=6)
-    run_calls(threads, 8, {2: 0.41, 1: 0.50}, calls=6)
-    assert threads.choose(1) == 1
-    assert threads.choose(8) == 2
-
-
-def test_a_slow_call_never_tries_one_thread() -> None:
-    """A second or more on every thread: one thread could only be slower, and by seconds."""
-    threads = CallThreads(most=8)
-    assert run_calls(threads, 1, {8: 4.0, 1: 30.0}, calls=5) == [8] * 5
-
-
-def test_one_available_thread_is_always_the_choice() -> None:
-    assert run_calls(CallThreads(most=1), 2, {1: 0.1}, calls=3) == [1, 1, 1]
-
-
-def test_cpu_threads_applies_the_count_inside_and_restores_it(restore_threads: int) -> None:
-    with cpu_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == restore_threads
-    with pytest.raises(RuntimeError), cpu_threads(1):
-        raise RuntimeError("a failed call")
     assert torch.get_num_threads() == restore_threads

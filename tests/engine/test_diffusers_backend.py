@@ -1,5 +1,6 @@
 import json
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,25 +51,70 @@ def test_cpu_convolution_weights_are_channels_last(tiny_backend: DiffusersBacken
         assert any(not c.weight.is_contiguous() for c in convolutions)
 
 
-@pytest.mark.skipif(torch.get_num_threads() < 2, reason="one CPU thread: nothing to choose")
-def test_cpu_calls_try_one_thread_and_all_then_keep_one(tiny_pipeline_path: Path) -> None:
-    """The tiny pipeline's calls are far under a second, so each call size tries both counts
-    (see CallThreads); the count is what the call's own steps run on, and is restored after."""
-    backend = DiffusersBackend("tiny-sd", tiny_pipeline_path, device="cpu")
-    most = torch.get_num_threads()
-    seen: list[int] = []
-    job = RenderJob(backend="tiny-sd", prompt="x", n=1, width=32, height=32, steps=1, seed=0)
-    for _ in range(7):
-        backend.render(job, lambda _step: seen.append(torch.get_num_threads()))
-        assert torch.get_num_threads() == most
-    assert seen[:6] == [most, 1, most, 1, most, 1]
-    assert seen[6] in (1, most)
-    # Another call size starts over, on every thread.
-    seen.clear()
-    backend.render(
-        RenderJob(**{**job.__dict__, "n": 2}), lambda _step: seen.append(torch.get_num_threads())
+def test_a_video_style_vae_keeps_its_layout() -> None:
+    """Qwen-Image's VAE is 3-D (rank-5 weights): channels-last does not exist for it, and trying
+    it made `limner serve` exit at start."""
+    from types import SimpleNamespace
+
+    from diffusers import AutoencoderKLQwenImage, UNet2DModel
+
+    from limner.engine.diffusers_backend import _prefer_channels_last
+
+    vae = AutoencoderKLQwenImage(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False],
+        latents_mean=[0.0] * 4,
+        latents_std=[1.0] * 4,
     )
-    assert seen == [most]
+    unet = UNet2DModel(
+        sample_size=8,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+    )
+    _prefer_channels_last(SimpleNamespace(vae=vae, unet=unet))
+    assert any(parameter.ndim == 5 for parameter in vae.parameters())
+    assert all(parameter.is_contiguous() for parameter in vae.parameters())
+    three_by_three = [
+        m.weight
+        for m in unet.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in three_by_three)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_every_cpu_call_runs_on_the_backends_thread_count(
+    tiny_pipeline_path: Path, threads: int
+) -> None:
+    """Whatever the call size and the calling thread: the count is the backend's, set for the
+    call's own steps and restored after, so a seed gives the same bytes on every call."""
+    backend = DiffusersBackend("tiny-sd", tiny_pipeline_path, device="cpu", cpu_threads=threads)
+    before = torch.get_num_threads()
+    job = RenderJob(backend="tiny-sd", prompt="x", n=1, width=32, height=32, steps=2, seed=5)
+    seen: list[int] = []
+    renders: list[bytes] = []
+
+    def render(n: int) -> None:
+        images = backend.render(
+            RenderJob(**{**job.__dict__, "n": n}),
+            lambda _step: seen.append(torch.get_num_threads()),
+        )
+        renders.append(images[0].tobytes())
+
+    for n in (1, 3, 1, 8, 1):
+        render(n)
+        assert torch.get_num_threads() == before
+    worker = threading.Thread(target=render, args=(1,))  # as the engine's worker calls it
+    worker.start()
+    worker.join()
+    assert set(seen) == {threads}
+    assert len(set(renders)) == 1  # image 0 of seed 5, whatever the call size or thread
 
 
 def test_each_run_steps_a_fresh_scheduler(tiny_backend: DiffusersBackend) -> None:
