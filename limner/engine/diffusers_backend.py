@@ -5,6 +5,7 @@ derived with `AutoPipelineFor*.from_pipe` so they share the loaded weights. Limn
 classes (limner-mini) load through the same path and run their edits themselves.
 """
 
+import inspect
 import json
 import logging
 import math
@@ -140,7 +141,7 @@ class DiffusersBackend:
             running: Any, step_index: int, _timestep: Any, callback_kwargs: dict[str, Any]
         ) -> dict[str, Any]:
             latents = callback_kwargs["latents"]
-            preview = _previewer(running, latents, (first.width, first.height))
+            preview = _previewer(running, latents, (width, height), (first.width, first.height))
             # Edit pipelines run fewer steps than asked; `num_timesteps` is what they run.
             total = getattr(running, "num_timesteps", kwargs["num_inference_steps"])
             on_step(StepInfo(step=step_index + 1, total=total, preview=preview))
@@ -171,8 +172,12 @@ class DiffusersBackend:
             assert first.init_image is not None  # checked by _check_job
             kwargs["num_inference_steps"] = _steps_for_strength(first.steps, first.strength)
             kwargs["strength"] = first.strength
-            # img2img renders at the init image's size, so the size is set through the image.
+            # img2img renders at the init image's size, so the size is set through the image;
+            # classes that take a size of their own (FLUX, SD3) default it to 1024², 16x the
+            # work of a 256² working size, so they are told it too.
             kwargs["image"] = first.init_image.convert("RGB").resize((width, height))
+            if _takes(pipe, "width") and _takes(pipe, "height"):
+                kwargs["width"], kwargs["height"] = width, height
         if first.task == "inpaint":
             assert first.mask is not None  # checked by _check_job
             kwargs["mask_image"] = first.mask.convert("L").resize((width, height))
@@ -301,14 +306,21 @@ def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image
 
 
+def _takes(pipe: Any, parameter: str) -> bool:
+    """Whether the pipeline's call accepts `parameter` by name."""
+    return parameter in inspect.signature(pipe.__call__).parameters
+
+
 def _previewer(
-    pipe: Any, latents: torch.Tensor, size: tuple[int, int]
+    pipe: Any, latents: torch.Tensor, rendered: tuple[int, int], size: tuple[int, int]
 ) -> Callable[[], list[Image.Image]] | None:
     """A function decoding `latents` with the pipeline's VAE, or None where that cannot work.
 
-    Only image latents (batch, channels, height, width) with the VAE's channel count decode;
-    packed or video latents get no preview rather than a wrong one. A pixel-space pipeline
-    (limner-mini) decodes its own latents with `decode_to_pil`.
+    Image latents (batch, channels, height, width) with the VAE's channel count decode. Packed
+    sequence latents (batch, tokens, channels: FLUX.1, Kontext) are first unpacked with the
+    pipeline's own `_unpack_latents` at the `rendered` (width, height) the call was given.
+    Latents that are still not such images (video-style) get no preview rather than a wrong
+    one. A pixel-space pipeline (limner-mini) decodes its own latents with `decode_to_pil`.
     """
     decode_to_pil = getattr(pipe, "decode_to_pil", None)
     if decode_to_pil is not None:
@@ -321,6 +333,10 @@ def _previewer(
     image_processor = getattr(pipe, "image_processor", None)
     if vae is None or image_processor is None:
         return None
+    unpack = getattr(pipe, "_unpack_latents", None)
+    if latents.ndim == 3 and unpack is not None:
+        width, height = rendered
+        latents = unpack(latents, height, width, pipe.vae_scale_factor)
     if latents.ndim != 4 or latents.shape[1] != vae.config.get("latent_channels"):
         return None
 
