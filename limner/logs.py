@@ -35,13 +35,25 @@ def configure(level: str, log_format: LogFormat, request_filter: logging.Filter)
     logging.captureWarnings(True)
 
 
-class _NoTorchvisionNotice(logging.Filter):
-    """transformers warns, once per image-processor class it imports, that torchvision is
-    missing and the PIL processor is used instead. No torchvision wheel for the pinned CPU torch
-    exists on PyPI, and the PIL processors give the same inputs: nothing a user can act on."""
+class _Unactionable(logging.Filter):
+    """Library notices a user can do nothing about, dropped by their exact words."""
+
+    def __init__(self, *phrases: str) -> None:
+        super().__init__()
+        self._phrases = phrases
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "requires torchvision (not installed); falling back to" not in record.getMessage()
+        message = record.getMessage()
+        return not any(phrase in message for phrase in self._phrases)
+
+
+# transformers, once per image-processor class it imports: torchvision is missing, the PIL
+# processor is used. No torchvision wheel for the pinned CPU torch exists on PyPI, and the PIL
+# processors give the same inputs.
+_TORCHVISION_FALLBACK = "requires torchvision (not installed); falling back to"
+# diffusers' from_pipe (deriving an edit twin) casts every model to the same dtype and warns for
+# models that list float32-only modules, even when the list is empty.
+_NO_FP32_MODULES = "that should be kept in float32: []."
 
 
 def route_library_logs() -> None:
@@ -54,4 +66,7 @@ def route_library_logs() -> None:
         library.disable_default_handler()
         library.enable_propagation()
         library.disable_progress_bar()
-    logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
+    logging.getLogger("transformers.utils.import_utils").addFilter(
+        _Unactionable(_TORCHVISION_FALLBACK)
+    )
+    logging.getLogger("diffusers.models.modeling_utils").addFilter(_Unactionable(_NO_FP32_MODULES))

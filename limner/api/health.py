@@ -22,7 +22,14 @@ def healthz(request: Request) -> JSONResponse:
         logger.exception("health check: database unreachable")
         database_ok = False
     backends = [
-        {"name": info.name, "device": info.device, "dtype": info.dtype, "tasks": list(info.tasks)}
+        {
+            "name": info.name,
+            "device": info.device,
+            "dtype": info.dtype,
+            "tasks": list(info.tasks),
+            "edits": info.edit_kind,
+            "max_edit_images": info.max_edit_images,
+        }
         for info in engine.backends()
     ]
     healthy = database_ok and bool(backends)

@@ -11,9 +11,11 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
 from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, DiffusionPipeline
 from PIL import Image
@@ -27,6 +29,7 @@ from limner.engine.devices import (
 from limner.engine.mini import LimnerMiniPipeline
 from limner.engine.types import (
     BackendInfo,
+    EditKind,
     RenderJob,
     StepCallback,
     StepInfo,
@@ -41,6 +44,29 @@ logger = logging.getLogger(__name__)
 _AUTO_PIPELINES: dict[Task, Any] = {
     "img2img": AutoPipelineForImage2Image,
     "inpaint": AutoPipelineForInpainting,
+}
+
+
+@dataclass(frozen=True)
+class InstructionEdits:
+    """How an instruction-edit pipeline class takes its inputs."""
+
+    # Reference images one call takes natively (the model card's advice where it gives one).
+    max_images: int
+    # Whether the class also renders from text alone (image=None).
+    generates: bool
+    # Its inpainting twin in diffusers, derived with from_pipe; None: it has none.
+    inpaint_class: str | None = None
+
+
+# Instruction-edit classes by name; the loaded pipeline is itself the edit pipeline, and
+# AutoPipeline's image-to-image twin of it would be itself again (which takes no `strength`).
+_INSTRUCTION_EDITS: dict[str, InstructionEdits] = {
+    "FluxKontextPipeline": InstructionEdits(1, True, "FluxKontextInpaintPipeline"),
+    "QwenImageEditPipeline": InstructionEdits(1, False, "QwenImageEditInpaintPipeline"),
+    "QwenImageEditPlusPipeline": InstructionEdits(3, False),
+    "Flux2KleinPipeline": InstructionEdits(4, True, "Flux2KleinInpaintPipeline"),
+    "Flux2Pipeline": InstructionEdits(10, True),
 }
 # Stable Diffusion style pipelines reject sizes that are not a multiple of 8.
 _SIZE_MULTIPLE = 8
@@ -83,7 +109,10 @@ class DiffusersBackend:
         self._scheduler = pipe.scheduler
 
         # Edit twins are derived on first need; None records that the class has no twin.
-        self._pipelines: dict[Task, Any | None] = {"text2img": pipe}
+        self._instruction_edits = _INSTRUCTION_EDITS.get(type(pipe).__name__)
+        generates = self._instruction_edits is None or self._instruction_edits.generates
+        self._pipelines: dict[Task, Any | None] = {"text2img": pipe if generates else None}
+        self._base = pipe
         self._derive_lock = threading.Lock()
         # A pipeline keeps per-call state on itself (guidance scale, timestep count, the
         # scheduler we swap in), so two calls on one backend must not overlap.
@@ -98,10 +127,20 @@ class DiffusersBackend:
         )
 
     def info(self) -> BackendInfo:
-        tasks: tuple[Task, ...] = ("text2img",)
-        tasks += tuple(task for task in _AUTO_PIPELINES if self._derived(task) is not None)
+        instruct = self._instruction_edits
+        candidates: tuple[Task, ...] = ("text2img", "img2img", "inpaint", "edit")
+        tasks = tuple(task for task in candidates if self._derived(task) is not None)
+        if instruct is not None:
+            kind: EditKind = "instruct"
+        else:
+            kind = "img2img" if "img2img" in tasks else "none"
         return BackendInfo(
-            name=self.name, device=str(self.device), dtype=dtype_name(self.dtype), tasks=tasks
+            name=self.name,
+            device=str(self.device),
+            dtype=dtype_name(self.dtype),
+            tasks=tasks,
+            edit_kind=kind,
+            max_edit_images=instruct.max_images if instruct else None,
         )
 
     def render(self, job: RenderJob, on_step: StepCallback) -> list[Image.Image]:
@@ -167,17 +206,15 @@ class DiffusersBackend:
         # 5. Task-specific inputs. Edit pipelines run only the last `strength` share of the
         #    schedule, so the step count is raised until that share is at least one step.
         if first.task == "text2img":
-            kwargs["width"], kwargs["height"] = width, height
+            kwargs.update(_size_inputs(pipe, width, height))
+        elif first.task == "edit":
+            kwargs.update(_reference_inputs(pipe, first.reference_images, width, height))
         else:
             assert first.init_image is not None  # checked by _check_job
             kwargs["num_inference_steps"] = _steps_for_strength(first.steps, first.strength)
             kwargs["strength"] = first.strength
-            # img2img renders at the init image's size, so the size is set through the image;
-            # classes that take a size of their own (FLUX, SD3) default it to 1024², 16x the
-            # work of a 256² working size, so they are told it too.
             kwargs["image"] = first.init_image.convert("RGB").resize((width, height))
-            if _takes(pipe, "width") and _takes(pipe, "height"):
-                kwargs["width"], kwargs["height"] = width, height
+            kwargs.update(_size_inputs(pipe, width, height))
         if first.task == "inpaint":
             assert first.mask is not None  # checked by _check_job
             kwargs["mask_image"] = first.mask.convert("L").resize((width, height))
@@ -209,7 +246,11 @@ class DiffusersBackend:
             return self._pipelines[task]
 
     def _derive(self, task: Task) -> Any | None:
-        base = self._pipelines["text2img"]
+        base = self._base
+        if self._instruction_edits is not None:
+            return self._derive_instruction_edit(task)
+        if task == "edit":
+            return None
         if task in getattr(base, "edit_tasks", ()):
             return base
         if type(base).__name__ in _LIMNER_PIPELINES:
@@ -223,6 +264,17 @@ class DiffusersBackend:
             # twin needs a component the loaded pipeline lacks.
             logger.info("%s: %s has no %s twin: %s", self.name, type(base).__name__, task, error)
             return None
+        twin.set_progress_bar_config(disable=True)
+        return twin
+
+    def _derive_instruction_edit(self, task: Task) -> Any | None:
+        assert self._instruction_edits is not None
+        if task == "edit":
+            return self._base
+        twin_class = self._instruction_edits.inpaint_class
+        if task != "inpaint" or twin_class is None:
+            return None
+        twin = getattr(diffusers, twin_class).from_pipe(self._base)
         twin.set_progress_bar_config(disable=True)
         return twin
 
@@ -253,7 +305,10 @@ def _check_job(job: RenderJob) -> None:
     """Invariants the resolved job already guarantees; a breach is a bug upstream."""
     if job.n < 1:
         raise ValueError(f"n must be at least 1, got {job.n}.")
-    if job.task != "text2img":
+    if job.task == "edit":
+        if not job.reference_images:
+            raise ValueError("An 'edit' job needs reference images.")
+    elif job.task != "text2img":
         if job.init_image is None:
             raise ValueError(f"A '{job.task}' job needs an init_image.")
         if not 0.0 < job.strength <= 1.0:
@@ -306,6 +361,30 @@ def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image
 
 
+def _reference_inputs(
+    pipe: Any, references: Sequence[Image.Image], width: int, height: int
+) -> dict[str, Any]:
+    """An instruction edit's inputs: its reference images natively (a list where the class
+    takes several), rendered at the working size."""
+    images = [image.convert("RGB") for image in references]
+    return {"image": images if len(images) > 1 else images[0], **_size_inputs(pipe, width, height)}
+
+
+def _size_inputs(pipe: Any, width: int, height: int) -> dict[str, Any]:
+    """The working size, told in every way the class takes one. Classes that take a size
+    default it to ~1 MP (FLUX and SD3 image-to-image, Kontext), 16x the work of a 256² working
+    size; Kontext also snaps its input to a trained resolution (672² and up) unless told not
+    to. Classes that take none (SD image-to-image) render at the input image's size."""
+    inputs: dict[str, Any] = {}
+    if _takes(pipe, "width") and _takes(pipe, "height"):
+        inputs["width"], inputs["height"] = width, height
+    if _takes(pipe, "max_area"):
+        inputs["max_area"] = width * height
+    if _takes(pipe, "_auto_resize"):
+        inputs["_auto_resize"] = False
+    return inputs
+
+
 def _takes(pipe: Any, parameter: str) -> bool:
     """Whether the pipeline's call accepts `parameter` by name."""
     return parameter in inspect.signature(pipe.__call__).parameters
@@ -336,6 +415,9 @@ def _previewer(
     unpack = getattr(pipe, "_unpack_latents", None)
     if latents.ndim == 3 and unpack is not None:
         width, height = rendered
+        patch = 2 * pipe.vae_scale_factor
+        if latents.shape[1] != (height // patch) * (width // patch):
+            return None  # not the output's tokens alone: nothing to unpack them into
         latents = unpack(latents, height, width, pipe.vae_scale_factor)
     if latents.ndim != 4 or latents.shape[1] != vae.config.get("latent_channels"):
         return None

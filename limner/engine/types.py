@@ -6,7 +6,13 @@ from typing import Literal
 
 from PIL import Image
 
-Task = Literal["text2img", "img2img", "inpaint"]
+# text2img: from text alone. img2img / inpaint: one init image denoised from `strength` (and a
+# mask). edit: an instruction-edit pipeline (Kontext, Qwen-Image-Edit, FLUX.2) given its
+# reference images natively, each as it is, from pure noise.
+Task = Literal["text2img", "img2img", "inpaint", "edit"]
+# How a backend edits: natively from reference images, by image-to-image on one picture (several
+# inputs are laid out in a grid first), or not at all.
+EditKind = Literal["instruct", "img2img", "none"]
 
 # The Images API allows up to three partial images per streamed generation.
 MAX_PARTIAL_IMAGES = 3
@@ -32,6 +38,8 @@ class RenderJob:
     guidance_scale: float | None = None
     negative_prompt: str | None = None
     init_image: Image.Image | None = None
+    # The `edit` task's inputs, in the request's order (at most the backend's max_edit_images).
+    reference_images: tuple[Image.Image, ...] = ()
     mask: Image.Image | None = None
     strength: float = 0.75
     request_id: str = ""
@@ -109,3 +117,6 @@ class BackendInfo:
     device: str
     dtype: str
     tasks: tuple[Task, ...]
+    edit_kind: EditKind = "img2img"
+    # Input images one edit may carry; None: any number (img2img lays them out in a grid).
+    max_edit_images: int | None = None

@@ -38,3 +38,15 @@ def init_image(images: list[Image.Image], *, has_mask: bool) -> Image.Image:
         top = (index // columns) * cell_height + (cell_height - cell.height) // 2
         canvas.paste(cell, (left, top))
     return canvas
+
+
+def reference(image: Image.Image, max_area: int) -> Image.Image:
+    """An input as an instruction-edit model takes it: flattened, and no larger than the working
+    area (its aspect kept), so the model encodes no more pixels than it renders."""
+    flat = flatten(image)
+    area = flat.width * flat.height
+    if area <= max_area:
+        return flat
+    scale = math.sqrt(max_area / area)
+    size = (max(1, round(flat.width * scale)), max(1, round(flat.height * scale)))
+    return flat.resize(size, Image.Resampling.LANCZOS)

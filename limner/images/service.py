@@ -18,9 +18,19 @@ from limner import metrics
 from limner.accounts.keys import Caller
 from limner.catalog import Catalog
 from limner.engine.protocol import ImageEngine
-from limner.engine.types import EngineEvent, Partial, RenderCancelled, Rendered, RenderJob, Task
+from limner.engine.types import (
+    BackendInfo,
+    EngineEvent,
+    Partial,
+    RenderCancelled,
+    Rendered,
+    RenderJob,
+    Task,
+)
 from limner.errors import (
     ContentPolicyViolation,
+    InvalidRequest,
+    InvalidValue,
     LimnerError,
     ModerationBlocked,
     ServerError,
@@ -81,12 +91,15 @@ class ImageService:
         self._blobs = blobs
         self._tiers = tiers
         self.meter = meter
+        # What each backend can do, read from the engine once (deriving twins happens there).
+        self._backend_infos: dict[str, BackendInfo] | None = None
 
     async def generate(
         self, caller: Caller, body: Mapping[str, Any], url_base: str, request_id: str
     ) -> "ImageRun":
         request = resolve("generation", body, self._catalog)
         self._check_access(caller, request)
+        self._check_capability(request, images=0)
         return await self._admit(caller, request, EditSource([], None), url_base, request_id)
 
     async def edit(
@@ -102,6 +115,7 @@ class ImageService:
     ) -> "ImageRun":
         request = resolve("edit", body, self._catalog, form=form)
         self._check_access(caller, request)
+        self._check_capability(request, images=len(images))
         source = await asyncio.to_thread(_decode_edit_source, request, images, mask)
         return await self._admit(caller, request, source, url_base, request_id)
 
@@ -115,12 +129,39 @@ class ImageService:
     ) -> "ImageRun":
         request = resolve("variation", body, self._catalog, form=True)
         self._check_access(caller, request)
+        self._check_capability(request, images=1)
         source = await asyncio.to_thread(_decode_edit_source, request, [image], None)
         return await self._admit(caller, request, source, url_base, request_id)
 
     def _check_access(self, caller: Caller, request: ResolvedRequest) -> None:
         """Before any input is decoded or compute spent: verification, then tier."""
         check_model_access(caller, request.entry, self._tiers.table())
+
+    def _backend(self, request: ResolvedRequest) -> BackendInfo:
+        if self._backend_infos is None:
+            self._backend_infos = {info.name: info for info in self.engine.backends()}
+        return self._backend_infos[request.entry.served.backend.name]
+
+    def _check_capability(self, request: ResolvedRequest, images: int) -> None:
+        """What the model behind the name cannot do is refused before moderation, usage and
+        limits run: a generation for an edit-only model, an edit for a text-only one, more
+        input images than it takes."""
+        info, model = self._backend(request), request.model
+        if images == 0 and "text2img" not in info.tasks:
+            raise InvalidRequest(
+                f"The model '{model}' only edits images: send an image to /v1/images/edits.",
+                "model",
+            )
+        if images and info.edit_kind == "none":
+            raise InvalidRequest(
+                f"The model '{model}' cannot edit images; it generates from text only.", "image"
+            )
+        limit = info.max_edit_images
+        if limit is not None and images > limit:
+            raise InvalidValue(
+                f"The model '{model}' takes at most {limit} input image(s) per edit; got {images}.",
+                "image",
+            )
 
     async def _admit(
         self,
@@ -147,7 +188,8 @@ class ImageService:
         usage = await asyncio.to_thread(_count_usage, request, source)
         # 3. Budgets and rate limits, on the exact usage: refused before any compute.
         admitted = await asyncio.to_thread(self.meter.admit, _charge(caller, request, usage))
-        return ImageRun(self, request, source, usage, admitted, subject, url_base)
+        job = _job(request, source, self._backend(request), request_id)
+        return ImageRun(self, request, source, job, usage, admitted, subject, url_base)
 
     async def _partial(self, run: "ImageRun", partial: Partial) -> list[PartialImage]:
         encoded = await self._checked_output(run, partial.images)
@@ -247,6 +289,7 @@ class ImageRun:
         service: ImageService,
         request: ResolvedRequest,
         source: EditSource,
+        job: RenderJob,
         usage: ImageUsage | None,
         admitted: Admitted,
         subject: Subject,
@@ -254,6 +297,7 @@ class ImageRun:
     ) -> None:
         self.request = request
         self.source = source
+        self.job = job
         self.usage = usage
         self.admitted = admitted
         self.subject = subject
@@ -273,9 +317,7 @@ class ImageRun:
         here, while a streaming client can still be answered with a JSON error."""
         if self._stream is not None:
             return
-        self._stream = self._service.engine.stream(
-            _job(self.request, self.source, self.subject.request_id)
-        )
+        self._stream = self._service.engine.stream(self.job)
         try:
             with _engine_errors(self.request):
                 self._first = await anext(self._stream, None)
@@ -402,22 +444,34 @@ def _charge(caller: Caller, request: ResolvedRequest, usage: ImageUsage | None) 
     )
 
 
-def _job(request: ResolvedRequest, source: EditSource, request_id: str) -> RenderJob:
-    backend = request.entry.served.backend
+def _job(
+    request: ResolvedRequest, source: EditSource, backend: BackendInfo, request_id: str
+) -> RenderJob:
+    spec = request.entry.served.backend
     size = (request.working_width, request.working_height)
     task: Task = "text2img"
     init = mask = None
+    references: tuple[PILImage.Image, ...] = ()
     strength = _STRENGTH[request.input_fidelity]
-    if source.images:
+    native_edit = backend.edit_kind == "instruct"
+    if source.images and native_edit and not (source.mask and "inpaint" in backend.tasks):
+        # The model takes the inputs themselves; a mask without an inpaint twin is honoured
+        # when finishing (pixels outside it come back unchanged).
+        task = "edit"
+        references = tuple(
+            compose.reference(image, size[0] * size[1])
+            for image in (source.images[:1] if source.mask else source.images)
+        )
+    elif source.images:
         init = compose.init_image(source.images, has_mask=source.mask is not None).resize(size)
         task = "img2img"
         if request.operation == "variation":
             strength = _VARIATION_STRENGTH
-    if source.mask is not None:
-        mask = source.mask.resize(size, PILImage.Resampling.NEAREST)
-        task, strength = "inpaint", 1.0
+        if source.mask is not None:
+            mask = source.mask.resize(size, PILImage.Resampling.NEAREST)
+            task, strength = "inpaint", 1.0
     return RenderJob(
-        backend=backend.name,
+        backend=spec.name,
         prompt=request.prompt,
         n=request.n,
         width=size[0],
@@ -425,8 +479,9 @@ def _job(request: ResolvedRequest, source: EditSource, request_id: str) -> Rende
         steps=request.steps,
         seed=request.seed,
         task=task,
-        guidance_scale=backend.guidance_scale,
+        guidance_scale=spec.guidance_scale,
         init_image=init,
+        reference_images=references,
         mask=mask,
         strength=strength,
         request_id=request_id,

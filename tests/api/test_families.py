@@ -5,13 +5,14 @@ import base64
 import io
 from collections.abc import Iterator
 
+import httpx
 import numpy as np
 import openai
 import pytest
 from PIL import Image
 
 from tests.conftest import API_KEY, LiveServer, start_server, stop_server
-from tests.engine.tiny_families import build_tiny_flux
+from tests.engine.tiny_families import build_tiny_flux, build_tiny_kontext
 
 FAMILY_CATALOG = """
 [backends.flux]
@@ -21,8 +22,18 @@ low = {{ steps = 2, resolution = 64 }}
 medium = {{ steps = 3, resolution = 64 }}
 high = {{ steps = 4, resolution = 64 }}
 
+[backends.kontext]
+path = "{kontext}"
+[backends.kontext.quality]
+low = {{ steps = 2, resolution = 64 }}
+medium = {{ steps = 2, resolution = 64 }}
+high = {{ steps = 3, resolution = 64 }}
+
 [models.gpt-image-1]
 backend = "flux"
+
+[models.kontext]
+backend = "kontext"
 """
 
 
@@ -30,7 +41,11 @@ backend = "flux"
 def family_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("families")
     catalog = root / "catalog.toml"
-    catalog.write_text(FAMILY_CATALOG.format(flux=build_tiny_flux(root / "flux")))
+    catalog.write_text(
+        FAMILY_CATALOG.format(
+            flux=build_tiny_flux(root / "flux"), kontext=build_tiny_kontext(root / "kontext")
+        )
+    )
     server = start_server(root / "home", ["--catalog", str(catalog)])
     yield server
     stop_server(server)
@@ -107,3 +122,54 @@ def test_flux_edit_with_a_mask_keeps_unmasked_pixels(sdk: openai.OpenAI) -> None
     edited = np.asarray(decoded(result.data[0].b64_json or "").convert("RGB"), dtype=np.int16)
     kept = edited[:128, :128]  # far from the hole, scaled 4x
     assert np.abs(kept - np.array([30, 140, 200])).max() <= 2
+
+
+def test_health_shows_how_each_backend_edits(family_server: LiveServer) -> None:
+    backends = {
+        b["name"]: b for b in httpx.get(family_server.base_url + "/healthz").json()["backends"]
+    }
+    assert (backends["kontext"]["edits"], backends["kontext"]["max_edit_images"]) == ("instruct", 1)
+    assert (backends["flux"]["edits"], backends["flux"]["max_edit_images"]) == ("img2img", None)
+
+
+def test_kontext_edits_one_image_natively(sdk: openai.OpenAI) -> None:
+    def edit(color: tuple[int, int, int]) -> bytes:
+        result = sdk.images.edit(
+            model="kontext",
+            image=("in.png", png(Image.new("RGB", (256, 256), color)), "image/png"),
+            prompt="make it blue",
+            extra_body={"seed": 4},
+        )
+        return base64.b64decode(result.data[0].b64_json or "")
+
+    first = edit((200, 30, 30))
+    assert first == edit((200, 30, 30))
+    assert first != edit((30, 200, 30))
+
+
+def test_kontext_refuses_more_images_than_it_takes(sdk: openai.OpenAI) -> None:
+    image = png(Image.new("RGB", (64, 64), "red"))
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.images.edit(
+            model="kontext",
+            image=[("a.png", image, "image/png"), ("b.png", image, "image/png")],
+            prompt="put them together",
+        )
+    error = refused.value.body
+    assert error["param"] == "image"  # type: ignore[index]
+    assert "at most 1 input image" in error["message"]  # type: ignore[index]
+
+
+def test_kontext_edit_with_a_mask_keeps_unmasked_pixels(sdk: openai.OpenAI) -> None:
+    source = Image.new("RGB", (256, 256), (30, 140, 200))
+    mask = Image.new("RGBA", (256, 256), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (64, 64, 192, 192))
+    result = sdk.images.edit(
+        model="kontext",
+        image=("source.png", png(source), "image/png"),
+        mask=("mask.png", png(mask), "image/png"),
+        prompt="a dot",
+        size="1024x1024",
+    )
+    edited = np.asarray(decoded(result.data[0].b64_json or "").convert("RGB"), dtype=np.int16)
+    assert np.abs(edited[:128, :128] - np.array([30, 140, 200])).max() <= 2

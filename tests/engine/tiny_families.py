@@ -10,6 +10,7 @@ import torch
 from diffusers import (
     AutoencoderKL,
     FlowMatchEulerDiscreteScheduler,
+    FluxKontextPipeline,
     FluxPipeline,
     FluxTransformer2DModel,
 )
@@ -114,8 +115,9 @@ def _flux_vae() -> AutoencoderKL:
     return vae
 
 
-def build_tiny_flux(path: Path) -> Path:
-    """FLUX.1 (dev/schnell layout): a packed-latent flow transformer, CLIP + T5, flow-matching."""
+def build_tiny_flux(path: Path, pipeline_class: type[FluxPipeline] = FluxPipeline) -> Path:
+    """FLUX.1 (dev/schnell layout): a packed-latent flow transformer, CLIP + T5, flow-matching.
+    FLUX.1 Kontext is the same components under FluxKontextPipeline."""
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(
         patch_size=1,
@@ -128,7 +130,7 @@ def build_tiny_flux(path: Path) -> Path:
         pooled_projection_dim=32,
         axes_dims_rope=[4, 4, 8],
     )
-    pipe = FluxPipeline(
+    pipe = pipeline_class(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=_flux_vae(),
         text_encoder=_tiny_clip(),
@@ -139,3 +141,8 @@ def build_tiny_flux(path: Path) -> Path:
     )
     pipe.save_pretrained(path, safe_serialization=True)
     return path
+
+
+def build_tiny_kontext(path: Path) -> Path:
+    """FLUX.1 Kontext: FLUX.1's models, taking its reference image's tokens beside the output's."""
+    return build_tiny_flux(path, FluxKontextPipeline)  # type: ignore[arg-type]
