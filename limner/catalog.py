@@ -77,22 +77,27 @@ DEFAULT_TIERS: dict[Quality, QualityTier] = {
 }
 
 
-class BackendSpec(_Strict):
-    name: str
+class _BackendSettings(_Strict):
+    """What a `[backends.NAME]` table sets, besides its quality tiers."""
+
     path: Path
     kind: Literal["diffusers"] = "diffusers"
     device: str = "auto"
     dtype: str = "auto"
     guidance_scale: float | None = None
     size_multiple: Annotated[int, Field(ge=1)] = 8
-    # Quality tiers the catalog gives; the others keep DEFAULT_TIERS.
-    tiers: dict[Quality, QualityTier] = Field(default_factory=lambda: dict(DEFAULT_TIERS))
+    # CPU threads for every call of this backend; None: the process's (LIMNER_TORCH_THREADS).
+    cpu_threads: Annotated[int, Field(ge=1)] | None = None
     # Whether rendered images go through the output stage of moderation. Off only for a model
     # that cannot draw what the image checks look for (the embedded limner-mini draws shapes
     # and colours at 32x32: docs/moderation.md); prompts and input images are checked still.
-    # CPU threads for every call of this backend; None: the process's (LIMNER_TORCH_THREADS).
-    cpu_threads: Annotated[int, Field(ge=1)] | None = None
     moderate_outputs: bool = True
+
+
+class BackendSpec(_BackendSettings):
+    name: str
+    # Quality tiers the catalog gives; the others keep DEFAULT_TIERS.
+    tiers: dict[Quality, QualityTier] = Field(default_factory=lambda: dict(DEFAULT_TIERS))
 
     @field_validator("tiers", mode="after")
     @classmethod
@@ -131,19 +136,10 @@ class ModelEntry(_Strict):
     requires_verification: bool = False
 
 
-class _BackendFile(_Strict):
+class _BackendFile(_BackendSettings):
     """A `[backends.NAME]` table as written; `quality` holds the tiers it overrides."""
 
-    path: Path
-    kind: Literal["diffusers"] = "diffusers"
-    device: str = "auto"
-    dtype: str = "auto"
-    guidance_scale: float | None = None
-    size_multiple: Annotated[int, Field(ge=1)] = 8
     quality: dict[Quality, QualityTier] = Field(default_factory=dict)
-    # CPU threads for every call of this backend; None: the process's (LIMNER_TORCH_THREADS).
-    cpu_threads: Annotated[int, Field(ge=1)] | None = None
-    moderate_outputs: bool = True
 
     def spec(self, name: str, base: Path) -> BackendSpec:
         fields = self.model_dump(exclude={"path", "quality"})
