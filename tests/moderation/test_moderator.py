@@ -146,3 +146,23 @@ def test_a_plug_in_check_named_by_import_path(database: Database, tmp_path: Path
         assert moderator.check_prompt("a pizza margherita", subject()).allowed
     finally:
         moderator.decisions.close()
+
+
+def test_edit_instructions_are_not_refused() -> None:
+    """Held-out edit instructions of the kind gpt-image edits take ("make it look realistic",
+    the canonical one, scored self_harm 0.95 before prompts.train.edits.jsonl); none of these
+    40 is in the training rows."""
+    from pathlib import Path
+
+    from limner.moderation.prompt_classifier import PromptClassifier
+
+    classifier = PromptClassifier()
+    lines = (Path(__file__).parent / "edit_instructions.txt").read_text().splitlines()
+    prompts = [line for line in lines if line.strip()]
+    assert len(prompts) == 40
+    flagged = {
+        prompt: [(s.category, round(s.score, 2)) for s in classifier.score_prompt(prompt)]
+        for prompt in prompts
+        if any(s.score >= 0.5 for s in classifier.score_prompt(prompt))
+    }
+    assert flagged == {}

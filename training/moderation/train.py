@@ -1,6 +1,6 @@
 """Train the prompt classifier's heads (limner/moderation/prompt_classifier.npz).
 
-Reads prompts.train{,.extra,.boundary,.idioms}.jsonl beside this file (rows of "text",
+Reads prompts.train{,.extra,.boundary,.idioms,.edits}.jsonl beside this file (rows of "text",
 "category", "severity"), embeds each prompt with limner-mini's sentence encoder
 (all-MiniLM-L6-v2, the one the server uses), and fits a small MLP with one sigmoid per head
 (`<category>/any`, `<category>/severe`). A sexualised minor is also sexual and severe. Then
@@ -132,6 +132,9 @@ def main() -> None:
         # prompts.train.idioms.jsonl: idioms ("killing it", "photobomb"), red messes, rescue
         # work, games, beauty, 16 other languages, very short inputs.
         *read(HERE / "prompts.train.idioms.jsonl"),
+        # prompts.train.edits.jsonl: edit instructions ("make it look real", "turn it into a
+        # cartoon"), which the classifier read as self-harm ("make it look realistic": 0.95).
+        *read(HERE / "prompts.train.edits.jsonl"),
     ]
     held_out = read(HERE / "prompts.eval.jsonl")
     print(f"{len(train)} training prompts, {len(held_out)} held out")
