@@ -35,6 +35,8 @@ app.add_typer(projects_app, name="projects")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 
+# Where `limner generate` finds a server when told none: `limner serve`'s defaults.
+DEFAULT_SERVER = "http://127.0.0.1:8000/v1"
 # Where `limner serve` saves the project key it creates on a fresh install, for `limner generate`.
 FIRST_KEY_FILE = "api-key"
 
@@ -172,18 +174,24 @@ def _check_port_free(host: str, port: int) -> None:
 def _announce_first_key(settings: Settings, host: str, port: int) -> None:
     """On a fresh install (no usable project key, none configured), make one for the Default
     project, show it once on the console, and save it (owner-only) for `limner generate`."""
-    key = Projects(Database(make_engine(settings.resolved_database_url))).create_first_key()
+    database = Database(make_engine(settings.resolved_database_url))
+    try:
+        key = Projects(database).create_first_key()
+    finally:
+        database.dispose()
     if key is None:
         return
     saved = settings.home / FIRST_KEY_FILE
     descriptor = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file left from an earlier install keeps its mode otherwise
     with os.fdopen(descriptor, "w") as file:
         file.write(key + "\n")
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/v1"
+    server = "" if base_url == DEFAULT_SERVER else f" --server {base_url}"
     typer.echo(
         f"\nlimner: a project key for the Default project, shown once (saved to {saved}):\n\n"
         f"    {key}\n\n"
-        '  limner generate "a lighthouse at dusk"       # uses the saved key\n'
+        f'  limner generate "a lighthouse at dusk"{server}   # uses the saved key\n'
         f"  export OPENAI_BASE_URL={base_url} OPENAI_API_KEY={key}   # for the openai SDK\n"
         "  More keys: limner keys create --name NAME; revoke: limner keys revoke ID\n",
         err=True,
@@ -212,7 +220,7 @@ def generate(
     ] = 3,
     server: Annotated[
         str, typer.Option(envvar="LIMNER_URL", help="The server's API base URL.")
-    ] = "http://127.0.0.1:8000/v1",
+    ] = DEFAULT_SERVER,
     api_key: Annotated[
         str | None,
         typer.Option(

@@ -86,6 +86,7 @@ def test_serve_on_a_fresh_machine_shows_a_working_key_once(first_server: LiveSer
     key = saved.read_text().strip()
     assert key.startswith("sk-proj-")
     assert log.count(key) == 2  # the key, and the SDK line that exports it
+    assert f'limner generate "a lighthouse at dusk" --server {first_server.api_url}' in log
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     with openai.OpenAI(base_url=first_server.api_url, api_key=key, max_retries=0) as sdk:
         result = sdk.images.generate(model="gpt-image-1", prompt="a red circle", quality="low")
