@@ -129,7 +129,7 @@ def serve(
     _check_port_free(host, port)  # before the model loads: a taken port is told in a second
     application = create_app(settings)
     if settings.api_key is None:
-        _announce_first_key(settings, host, port)
+        _announce_first_key(application.state.projects, settings.home, host, port)
     # No request timeout at all: a slow CPU generation is never cut. On SIGTERM uvicorn stops
     # accepting and lets in-flight requests finish for up to 30 s, then cancels them (a
     # cancelled render is released, never billed) before the engine shuts down.
@@ -171,17 +171,13 @@ def _check_port_free(host: str, port: int) -> None:
             raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}.") from exc
 
 
-def _announce_first_key(settings: Settings, host: str, port: int) -> None:
+def _announce_first_key(projects: Projects, home: Path, host: str, port: int) -> None:
     """On a fresh install (no usable project key, none configured), make one for the Default
     project, show it once on the console, and save it (owner-only) for `limner generate`."""
-    database = Database(make_engine(settings.resolved_database_url))
-    try:
-        key = Projects(database).create_first_key()
-    finally:
-        database.dispose()
+    key = projects.create_first_key()
     if key is None:
         return
-    saved = settings.home / FIRST_KEY_FILE
+    saved = home / FIRST_KEY_FILE
     descriptor = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(descriptor, 0o600)  # a file left from an earlier install keeps its mode otherwise
     with os.fdopen(descriptor, "w") as file:

@@ -386,8 +386,15 @@ def _size_inputs(pipe: Any, width: int, height: int) -> dict[str, Any]:
 
 
 def _takes(pipe: Any, parameter: str) -> bool:
-    """Whether the pipeline's call accepts `parameter` by name."""
-    return parameter in inspect.signature(pipe.__call__).parameters
+    """Whether the pipeline's call accepts `parameter` by name (read once per class)."""
+    pipeline_class = type(pipe)
+    if pipeline_class not in _CALL_PARAMETERS:
+        signature = inspect.signature(pipeline_class.__call__)
+        _CALL_PARAMETERS[pipeline_class] = frozenset(signature.parameters)
+    return parameter in _CALL_PARAMETERS[pipeline_class]
+
+
+_CALL_PARAMETERS: dict[type, frozenset[str]] = {}
 
 
 def _previewer(

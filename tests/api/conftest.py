@@ -1,5 +1,6 @@
 """SDK clients against the session's live server, and input images made in memory."""
 
+import base64
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -47,6 +48,19 @@ def project_key(
     assert response.status_code == 200, response.text
     value: str = response.json()["value"]
     return value
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def decoded(b64: str) -> Image.Image:
+    """A response's b64_json as a loaded image."""
+    image = Image.open(io.BytesIO(base64.b64decode(b64)))
+    image.load()
+    return image
 
 
 def png_bytes(size: tuple[int, int] = (64, 64), color: str = "navy", mode: str = "RGB") -> bytes:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from limner.catalog import OPENAI_MODEL_NAMES
+from tests.api.conftest import png
 from tests.conftest import API_KEY, LiveServer, start_server, stop_server
 from training.detect import read
 
@@ -31,12 +32,6 @@ def image_of(item: object) -> Image.Image:
     image = Image.open(io.BytesIO(base64.b64decode(item.b64_json)))  # type: ignore[attr-defined]
     image.load()
     return image
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def native(image: Image.Image) -> Image.Image:

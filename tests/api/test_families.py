@@ -2,7 +2,6 @@
 pipelines of each family, saved and served as an operator serves the real ones."""
 
 import base64
-import io
 from collections.abc import Iterator
 
 import httpx
@@ -11,6 +10,7 @@ import openai
 import pytest
 from PIL import Image
 
+from tests.api.conftest import decoded, png
 from tests.conftest import API_KEY, LiveServer, start_server, stop_server
 from tests.engine.tiny_families import build_tiny_flux, build_tiny_kontext
 
@@ -55,18 +55,6 @@ def family_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
 def sdk(family_server: LiveServer) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=family_server.api_url, api_key=API_KEY, max_retries=0) as client:
         yield client
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def decoded(b64: str) -> Image.Image:
-    image = Image.open(io.BytesIO(base64.b64decode(b64)))
-    image.load()
-    return image
 
 
 def test_flux_generates_n_images(sdk: openai.OpenAI) -> None:

@@ -15,18 +15,11 @@ from diffusers import (
     FluxTransformer2DModel,
 )
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import (
-    CLIPTextConfig,
-    CLIPTextModel,
-    T5Config,
-    T5EncoderModel,
-    T5TokenizerFast,
-)
+from transformers import T5Config, T5EncoderModel, T5TokenizerFast
 
-from tests.engine.tiny_pipeline import MAX_PROMPT_TOKENS, TEXT_VOCAB_SIZE, build_tiny_tokenizer
+from tests.engine.tiny_pipeline import build_tiny_text_encoder, build_tiny_tokenizer
 
-# T5 prompts: the pipelines pad to `max_sequence_length`, which the catalog cannot lower, so
-# the tokenizer is given the default length of each pipeline class.
+# Pieces in the tiny T5 vocabulary (specials included); the encoder's embedding covers them.
 _T5_WORDS = 200
 
 
@@ -65,25 +58,6 @@ def _tiny_t5() -> T5EncoderModel:
             num_layers=2,
             num_heads=4,
             relative_attention_num_buckets=8,
-        )
-    )
-
-
-def _tiny_clip(projection: bool = False) -> CLIPTextModel:
-    torch.manual_seed(0)
-    return CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=2,
-            pad_token_id=1,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            layer_norm_eps=1e-5,
-            vocab_size=TEXT_VOCAB_SIZE,
-            max_position_embeddings=MAX_PROMPT_TOKENS,
-            projection_dim=32,
         )
     )
 
@@ -133,7 +107,7 @@ def build_tiny_flux(path: Path, pipeline_class: type[FluxPipeline] = FluxPipelin
     pipe = pipeline_class(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=_flux_vae(),
-        text_encoder=_tiny_clip(),
+        text_encoder=build_tiny_text_encoder(),
         tokenizer=build_tiny_tokenizer(),
         text_encoder_2=_tiny_t5(),
         tokenizer_2=build_tiny_t5_tokenizer(),

@@ -93,22 +93,28 @@ def build_tiny_pipeline(path: Path, text_hidden_size: int = 32) -> Path:
     )
 
     # 3. Text encoder (the tokenizer and noise scheduler are added by save_sd_pipeline).
+    text_encoder = build_tiny_text_encoder(text_hidden_size)
+    return save_sd_pipeline(path, unet, vae, text_encoder)
+
+
+def build_tiny_text_encoder(hidden_size: int = 32) -> CLIPTextModel:
+    """A two-layer CLIP text model over the tiny tokenizer's ids, seeded."""
     torch.manual_seed(0)
-    text_encoder = CLIPTextModel(
+    return CLIPTextModel(
         CLIPTextConfig(
             bos_token_id=0,
             eos_token_id=2,
             pad_token_id=1,
-            hidden_size=text_hidden_size,
+            hidden_size=hidden_size,
             intermediate_size=37,
             num_attention_heads=4,
             num_hidden_layers=2,
             layer_norm_eps=1e-5,
             vocab_size=TEXT_VOCAB_SIZE,
             max_position_embeddings=MAX_PROMPT_TOKENS,
+            projection_dim=32,
         )
     )
-    return save_sd_pipeline(path, unet, vae, text_encoder)
 
 
 def save_sd_pipeline(
