@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from limner.api import (
     operator,
 )
 from limner.api.middleware import RequestIdMiddleware
-from limner.catalog import BackendSpec, Catalog
+from limner.catalog import QUALITIES, BackendSpec, Catalog
 from limner.engine.protocol import ImageBackend, ImageEngine
 from limner.errors import ConfigurationError, StartupError
 from limner.images.service import ImageService
@@ -84,7 +85,7 @@ def build_engine(
         if not spec.path.is_dir():
             raise ConfigurationError(f"backend {spec.name!r}: {spec.path} is not a directory")
         logger.info("loading backend %s from %s", spec.name, spec.path)
-        backends[spec.name] = _load_backend(spec)
+        backends[spec.name] = load_backend(spec)
     return LocalEngine(
         backends,
         max_queue=queue_size,
@@ -93,11 +94,27 @@ def build_engine(
     )
 
 
-def _load_backend(spec: BackendSpec) -> ImageBackend:
-    from limner.engine.diffusers_backend import DiffusersBackend
+def load_backend(spec: BackendSpec) -> ImageBackend:
+    """One catalog backend, loaded as `limner serve` loads it (and compiled, warmed up)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from limner.engine.diffusers_backend import DiffusersBackend, Tuning
 
+    tuning = Tuning(
+        offload=spec.offload,
+        attention_backend=spec.attention_backend,
+        compile=spec.compile,
+        compile_backend=spec.compile_backend,
+    )
     try:
-        return DiffusersBackend(spec.name, spec.path, spec.device, spec.dtype, spec.cpu_threads)
+        backend = DiffusersBackend(
+            spec.name,
+            spec.path,
+            spec.device,
+            spec.dtype,
+            spec.cpu_threads,
+            max_edit_images=spec.max_edit_images,
+            tuning=tuning,
+        )
     except StartupError as exc:
         raise ConfigurationError(f"backend {spec.name!r}: {exc}") from exc
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
@@ -106,6 +123,19 @@ def _load_backend(spec: BackendSpec) -> ImageBackend:
         raise ConfigurationError(
             f"backend {spec.name!r}: cannot load a diffusers pipeline from {spec.path}: {reason}"
         ) from exc
+    if spec.compile:
+        # Compiling takes seconds to minutes per shape: pay it now, at each tier's square
+        # working size, not in the first requests.
+        sizes = sorted({spec.working_size(quality, 1024, 1024) for quality in QUALITIES})
+        started = time.perf_counter()
+        backend.warm_up(sizes)
+        logger.info(
+            "backend %s compiled and warmed up at %s in %.1f s",
+            spec.name,
+            ", ".join(f"{w}x{h}" for w, h in sizes),
+            time.perf_counter() - started,
+        )
+    return backend
 
 
 def build_moderation(settings: Settings, database: Database) -> Moderator:

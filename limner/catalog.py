@@ -9,6 +9,10 @@ A catalog is data: adding a model means editing TOML, not code.
     guidance_scale = 0.0               # optional; the pipeline's default when absent
     cpu_threads = 2                    # on a CPU, every call on this many threads (default: all)
     size_multiple = 8                  # working sizes are rounded to this
+    max_edit_images = 4                # optional; input images one edit takes (the class's own)
+    offload = "none"                   # none | model | sequential: CPU offload on a CUDA device
+    attention_backend = "native"       # optional; a diffusers attention backend (flash, sage...)
+    compile = false                    # torch.compile the denoiser, warmed up at start
     [backends.sd-turbo.quality]
     low = { steps = 1, resolution = 512 }      # resolution: side of a square of the same area
     medium = { steps = 2, resolution = 512 }
@@ -16,6 +20,7 @@ A catalog is data: adding a model means editing TOML, not code.
 
     [models.sd-turbo]
     backend = "sd-turbo"
+    edit_backend = "kontext"                   # optional; edits and variations run there instead
     aliases = ["gpt-image-1", "dall-e-3"]      # OpenAI names keep their own parameter rules
     rules = "gpt-image-1"                      # rules for its own name and non-OpenAI aliases
     auto_quality = "high"                      # what quality=auto resolves to
@@ -34,6 +39,8 @@ from limner.datafiles import describe_validation_error
 from limner.errors import ModelNotFound, StartupError
 
 Quality = Literal["low", "medium", "high"]
+# What a request asks of a served name; edits and variations may run on another backend.
+Operation = Literal["generation", "edit", "variation"]
 QUALITIES: tuple[Quality, ...] = ("low", "medium", "high")
 
 # The model names of OpenAI's Images API; each has its own parameter rules (images/rules.py).
@@ -92,6 +99,16 @@ class _BackendSettings(_Strict):
     # that cannot draw what the image checks look for (the embedded limner-mini draws shapes
     # and colours at 32x32: docs/moderation.md); prompts and input images are checked still.
     moderate_outputs: bool = True
+    # Input images one edit takes; None: what the pipeline class declares (Kontext 1, ...).
+    max_edit_images: Annotated[int, Field(ge=1)] | None = None
+    # GPU memory and speed knobs, all off by default (docs/models/families.md#gpu-settings).
+    # offload: weights wait in CPU memory and move to the GPU per model ("model") or per layer
+    # ("sequential", least memory, slowest); needs a CUDA device.
+    offload: Literal["none", "model", "sequential"] = "none"
+    attention_backend: str | None = None
+    compile: bool = False
+    # torch.compile's backend: "inductor" generates kernels; others are for debugging.
+    compile_backend: str = "inductor"
 
 
 class BackendSpec(_BackendSettings):
@@ -119,10 +136,18 @@ class BackendSpec(_BackendSettings):
 class ServedModel(_Strict):
     name: str
     backend: BackendSpec
+    # Where edits and variations run when not on `backend` (FLUX.1-dev generates, Kontext edits).
+    edit_backend: BackendSpec | None = None
     rules: RulesName
     aliases: tuple[str, ...] = ()
     auto_quality: Quality = "high"
     owned_by: str = "limner"
+
+    def backend_for(self, operation: Operation) -> BackendSpec:
+        """The backend that runs `operation` under this name."""
+        if operation == "generation" or self.edit_backend is None:
+            return self.backend
+        return self.edit_backend
 
 
 class ModelEntry(_Strict):
@@ -152,6 +177,7 @@ class _ModelFile(_Strict):
     """A `[models.NAME]` table as written."""
 
     backend: str
+    edit_backend: str | None = None
     aliases: tuple[str, ...] = ()
     rules: RulesName | None = None
     auto_quality: Quality = "high"
@@ -196,9 +222,12 @@ class Catalog:
         return list(self._entries.values())
 
     def backends(self) -> list[BackendSpec]:
-        unique = {
-            entry.served.backend.name: entry.served.backend for entry in self._entries.values()
-        }
+        """Every backend some name runs on, each once."""
+        unique: dict[str, BackendSpec] = {}
+        for entry in self._entries.values():
+            for spec in (entry.served.backend, entry.served.edit_backend):
+                if spec is not None:
+                    unique.setdefault(spec.name, spec)
         return list(unique.values())
 
     @classmethod
@@ -239,16 +268,20 @@ class Catalog:
 def _served(
     name: str, spec: _ModelFile, backends: dict[str, BackendSpec], source: str
 ) -> ServedModel:
-    backend = backends.get(spec.backend)
-    if backend is None:
-        raise CatalogError(
-            f"{source}: model {name!r} names an unknown backend {spec.backend!r} "
-            f"(defined: {', '.join(sorted(backends)) or 'none'})"
-        )
+    def named(backend: str, key: str) -> BackendSpec:
+        found = backends.get(backend)
+        if found is None:
+            raise CatalogError(
+                f"{source}: model {name!r} names an unknown {key} {backend!r} "
+                f"(defined: {', '.join(sorted(backends)) or 'none'})"
+            )
+        return found
+
     default_rules = cast(RulesName, name) if name in OPENAI_MODEL_NAMES else "gpt-image-1"
     return ServedModel(
         name=name,
-        backend=backend,
+        backend=named(spec.backend, "backend"),
+        edit_backend=named(spec.edit_backend, "edit_backend") if spec.edit_backend else None,
         rules=spec.rules or default_rules,
         aliases=spec.aliases,
         auto_quality=spec.auto_quality,

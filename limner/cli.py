@@ -457,6 +457,36 @@ def models_list(
         typer.echo(f"{entry.id}\trules={entry.rules}\tbackend={entry.served.backend.name}")
 
 
+@models_app.command("check")
+def models_check(
+    model: Annotated[Path | None, typer.Option(help="A diffusers pipeline directory.")] = None,
+    catalog: Annotated[Path | None, typer.Option(help="A catalog TOML file.")] = None,
+    size: Annotated[int, typer.Option(help="Side of the smoke renders, in pixels.")] = 64,
+) -> None:
+    """Load each backend, smoke-render every task it offers, and print what each served name
+    supports; exits 1 when a task fails or the catalog claims what a backend cannot do."""
+    from limner import logs
+    from limner.api.middleware import RequestIdLogFilter
+    from limner.app import load_backend, load_catalog
+    from limner.check import check_catalog, format_table
+
+    logs.configure("warning", "text", RequestIdLogFilter())
+    logs.route_library_logs()
+    served = load_catalog(_settings(model_path=model, catalog=catalog))
+    report = check_catalog(served, load_backend, size)
+    typer.echo(format_table(report.rows))
+    for name, backend in report.backends.items():
+        checks = ", ".join(
+            f"{check.task} {'ok' if check.ok else 'FAILED'} {check.seconds:.2f}s"
+            for check in backend.checks.values()
+        )
+        typer.echo(f"{name}: {backend.info.family} on {backend.info.device}: {checks}")
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Run a command; an error ends it with what is wrong in a line or two (the traceback
     only with --debug or LIMNER_DEBUG=1)."""

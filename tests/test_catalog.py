@@ -53,12 +53,49 @@ auto_quality = "medium"
         "[models.a]\nbackend = 'b'",
         "[backends.b]\npath = 'x'\n[models.a]\nbackend = 'b'\nrules = 'gpt-9'",
         "[backends.b]\npath = 'x'\n[models.a]\nbackend = 'b'\naliases = ['a']",
+        "[backends.b]\npath = 'x'\n[models.a]\nbackend = 'b'\nedit_backend = 'kontext'",
+        "[backends.b]\npath = 'x'\nmax_edit_images = 0\n[models.a]\nbackend = 'b'",
+        "[backends.b]\npath = 'x'\noffload = 'gpu'\n[models.a]\nbackend = 'b'",
         "not toml [",
     ],
 )
 def test_malformed_catalogs_are_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises(CatalogError):
         Catalog.from_toml(write(tmp_path, text))
+
+
+def test_one_name_may_edit_on_another_backend(tmp_path: Path) -> None:
+    catalog = Catalog.from_toml(
+        write(
+            tmp_path,
+            """
+[backends.flux-dev]
+path = "flux-dev"
+dtype = "bfloat16"
+[backends.kontext]
+path = "kontext"
+max_edit_images = 2
+offload = "model"
+attention_backend = "flash"
+compile = true
+
+[models.gpt-image-1]
+backend = "flux-dev"
+edit_backend = "kontext"
+""",
+        )
+    )
+    served = catalog.resolve("gpt-image-1").served
+    assert served.backend_for("generation").name == "flux-dev"
+    assert served.backend_for("edit").name == served.backend_for("variation").name == "kontext"
+    assert [spec.name for spec in catalog.backends()] == ["flux-dev", "kontext"]
+    kontext = served.backend_for("edit")
+    assert (kontext.max_edit_images, kontext.offload, kontext.attention_backend) == (
+        2,
+        "model",
+        "flash",
+    )
+    assert kontext.compile and kontext.compile_backend == "inductor"
 
 
 def test_working_size_keeps_aspect_and_area() -> None:

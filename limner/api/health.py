@@ -5,7 +5,9 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from limner.catalog import Catalog
 from limner.engine.protocol import ImageEngine
+from limner.images.capabilities import capabilities
 from limner.storage.db import Database
 
 router = APIRouter(tags=["health"])
@@ -24,6 +26,7 @@ def healthz(request: Request) -> JSONResponse:
     backends = [
         {
             "name": info.name,
+            "family": info.family,
             "device": info.device,
             "dtype": info.dtype,
             "tasks": list(info.tasks),
@@ -32,12 +35,17 @@ def healthz(request: Request) -> JSONResponse:
         }
         for info in engine.backends()
     ]
+    # Which backend runs what under each served name (one name may use two).
+    catalog: Catalog = request.app.state.catalog
+    infos = {info.name: info for info in engine.backends()}
+    models = {entry.id: capabilities(entry, infos).routes() for entry in catalog.entries()}
     healthy = database_ok and bool(backends)
     return JSONResponse(
         {
             "status": "ok" if healthy else "unavailable",
             "database": database_ok,
             "backends": backends,
+            "models": models,
         },
         status_code=200 if healthy else 503,
     )

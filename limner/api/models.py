@@ -7,16 +7,33 @@ from fastapi import APIRouter, Request
 
 from limner.api.deps import CurrentCaller
 from limner.catalog import Catalog, ModelEntry
+from limner.engine.protocol import ImageEngine
 from limner.errors import ModelNotFound
 from limner.images import schemas
 from limner.images.access import may_use
+from limner.images.capabilities import Capabilities, capabilities
 from limner.metering.tiers import TierBook
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def _model(entry: ModelEntry) -> schemas.Model:
-    return schemas.Model(id=entry.id, created=entry.created, owned_by=entry.owned_by)
+def _model(entry: ModelEntry, engine: ImageEngine) -> schemas.Model:
+    infos = {info.name: info for info in engine.backends()}
+    return schemas.Model(
+        id=entry.id,
+        created=entry.created,
+        owned_by=entry.owned_by,
+        limner=_capabilities(capabilities(entry, infos)),
+    )
+
+
+def _capabilities(found: Capabilities) -> schemas.ModelCapabilities:
+    edits = None
+    if found.edit_backend is not None and found.mask is not None and found.edit_kind != "none":
+        edits = schemas.ModelEdits(
+            kind=found.edit_kind, max_images=found.max_edit_images, mask=found.mask
+        )
+    return schemas.ModelCapabilities(generations=found.generate_backend is not None, edits=edits)
 
 
 @router.get("", response_model=schemas.ListModelsResponse)
@@ -25,7 +42,8 @@ def list_models(request: Request, caller: CurrentCaller) -> schemas.ListModelsRe
     book: TierBook = request.app.state.tiers
     tiers = book.table()
     usable = [entry for entry in catalog.entries() if may_use(caller, entry, tiers)]
-    return schemas.ListModelsResponse(data=[_model(entry) for entry in usable])
+    engine: ImageEngine = request.app.state.engine
+    return schemas.ListModelsResponse(data=[_model(entry, engine) for entry in usable])
 
 
 @router.get("/{model}", response_model=schemas.Model)
@@ -35,4 +53,4 @@ def retrieve_model(model: str, request: Request, caller: CurrentCaller) -> schem
     book: TierBook = request.app.state.tiers
     if not may_use(caller, entry, book.table()):
         raise ModelNotFound(model)
-    return _model(entry)
+    return _model(entry, request.app.state.engine)

@@ -50,10 +50,13 @@ def choose_device(requested: str = "auto") -> torch.device:
 
 
 def choose_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
-    """The weight dtype: `"auto"` is float16 on CUDA (half the memory, tensor cores) and float32
-    elsewhere (CPU kernels for half precision are slow or missing)."""
+    """The weight dtype: `"auto"` is bfloat16 on a CUDA device that has it (half the memory,
+    tensor cores, and float32's range: FLUX, SD3 and Qwen-Image overflow float16's), float16
+    on older GPUs, and float32 elsewhere (CPU kernels for half precision are slow or missing)."""
     if requested == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if requested not in _DTYPES:
         raise DeviceUnavailable(
             f"Unknown dtype {requested!r}: use 'auto', {', '.join(map(repr, _DTYPES))}."

@@ -120,3 +120,5 @@ class BackendInfo:
     edit_kind: EditKind = "img2img"
     # Input images one edit may carry; None: any number (img2img lays them out in a grid).
     max_edit_images: int | None = None
+    # The model's pipeline class ("FluxKontextPipeline"), for operators.
+    family: str = ""

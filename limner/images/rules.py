@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from limner.catalog import Catalog, ModelEntry, Quality
+from limner.catalog import BackendSpec, Catalog, ModelEntry, Operation, Quality
 from limner.errors import (
     InvalidType,
     InvalidValue,
@@ -18,7 +18,6 @@ from limner.errors import (
     UnknownParameter,
 )
 
-Operation = Literal["generation", "edit", "variation"]
 Family = Literal["gpt-image", "dall-e"]
 Background = Literal["transparent", "opaque"]
 OutputFormat = Literal["png", "jpeg", "webp"]
@@ -93,6 +92,8 @@ class ResolvedRequest:
     operation: Operation
     model: str
     entry: ModelEntry
+    # What runs it: the name's edit backend for edits and variations where it has one.
+    backend: BackendSpec
     family: Family
     prompt: str
     n: int
@@ -173,12 +174,13 @@ def _resolve_values(
             "use 'png' or 'webp'.",
             "background",
         )
-    backend = entry.served.backend
+    backend = entry.served.backend_for(operation)
     working_width, working_height = backend.working_size(quality, width, height)
     return ResolvedRequest(
         operation=operation,
         model=entry.id,
         entry=entry,
+        backend=backend,
         family=profile.family,
         prompt=prompt,
         n=n,

@@ -37,11 +37,29 @@ class ImagesResponse(_Wire):
     usage: ImagesUsage | None = None
 
 
+class ModelEdits(_Wire):
+    # instruct: the model takes the input images themselves; img2img: one picture (several
+    # inputs laid out in a grid) denoised from part of the schedule.
+    kind: Literal["instruct", "img2img"]
+    max_images: int | None
+    # inpaint: a masked edit repaints only the mask; composite: pixels outside the mask are
+    # put back after an unmasked edit.
+    mask: Literal["inpaint", "composite"]
+
+
+class ModelCapabilities(_Wire):
+    """Limner's addition to OpenAI's Model object: what the name can do here."""
+
+    generations: bool
+    edits: ModelEdits | None
+
+
 class Model(_Wire):
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    limner: ModelCapabilities | None = None
 
 
 class ListModelsResponse(_Wire):

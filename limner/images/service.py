@@ -16,7 +16,7 @@ from PIL import Image as PILImage
 
 from limner import metrics
 from limner.accounts.keys import Caller
-from limner.catalog import Catalog
+from limner.catalog import Catalog, Operation
 from limner.engine.protocol import ImageEngine
 from limner.engine.types import (
     BackendInfo,
@@ -38,7 +38,7 @@ from limner.errors import (
 )
 from limner.images import compose, inputs, outputs, schemas
 from limner.images.access import check_model_access
-from limner.images.rules import Operation, ResolvedRequest, resolve
+from limner.images.rules import ResolvedRequest, resolve
 from limner.images.usage import ImageUsage, count_usage
 from limner.metering.meter import Admitted, Charge, Meter
 from limner.metering.tiers import TierBook
@@ -140,7 +140,7 @@ class ImageService:
     def _backend(self, request: ResolvedRequest) -> BackendInfo:
         if self._backend_infos is None:
             self._backend_infos = {info.name: info for info in self.engine.backends()}
-        return self._backend_infos[request.entry.served.backend.name]
+        return self._backend_infos[request.backend.name]
 
     def _check_capability(self, request: ResolvedRequest, images: int) -> None:
         """What the model behind the name cannot do is refused before moderation, usage and
@@ -207,7 +207,7 @@ class ImageService:
         """Rendered images (final or partial) finished at the requested size, background and
         format, after the output check: a refused image is never encoded, stored or returned."""
         finished = await asyncio.to_thread(_finish, run.request, run.source, images)
-        if run.request.entry.served.backend.moderate_outputs:
+        if run.request.backend.moderate_outputs:
             verdict = await asyncio.to_thread(
                 self._moderator.check_images, finished, "output", run.subject
             )
@@ -391,7 +391,7 @@ def _engine_errors(request: ResolvedRequest) -> Iterator[None]:
             headers={"retry-after": "1", "retry-after-ms": "1000"},
         ) from exc
     except Exception as exc:
-        logger.exception("engine failed on backend %s", request.entry.served.backend.name)
+        logger.exception("engine failed on backend %s", request.backend.name)
         raise ServerError(
             "The server had an error while processing your request. Sorry about that!"
         ) from exc
@@ -447,7 +447,7 @@ def _charge(caller: Caller, request: ResolvedRequest, usage: ImageUsage | None) 
 def _job(
     request: ResolvedRequest, source: EditSource, backend: BackendInfo, request_id: str
 ) -> RenderJob:
-    spec = request.entry.served.backend
+    spec = request.backend
     size = (request.working_width, request.working_height)
     task: Task = "text2img"
     init = mask = None

@@ -34,6 +34,10 @@ backend = "flux"
 
 [models.kontext]
 backend = "kontext"
+
+[models.flux-kontext]
+backend = "flux"
+edit_backend = "kontext"
 """
 
 
@@ -161,3 +165,52 @@ def test_kontext_edit_with_a_mask_keeps_unmasked_pixels(sdk: openai.OpenAI) -> N
     )
     edited = np.asarray(decoded(result.data[0].b64_json or "").convert("RGB"), dtype=np.int16)
     assert np.abs(edited[:128, :128] - np.array([30, 140, 200])).max() <= 2
+
+
+def kontext_renders(family_server: LiveServer) -> float:
+    """Pipeline calls the kontext backend has run, from /metrics."""
+    text = httpx.get(family_server.base_url + "/metrics").text
+    for line in text.splitlines():
+        if line.startswith('limner_generation_seconds_count{model="kontext"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_one_name_generates_on_flux_and_edits_on_kontext(
+    sdk: openai.OpenAI, family_server: LiveServer
+) -> None:
+    generated = sdk.images.generate(model="flux-kontext", prompt="a dot", quality="low")
+    assert decoded(generated.data[0].b64_json or "").size == (1024, 1024)
+    before = kontext_renders(family_server)
+    image = png(Image.new("RGB", (64, 64), "red"))
+    edited = sdk.images.edit(
+        model="flux-kontext", image=("a.png", image, "image/png"), prompt="make it blue"
+    )
+    assert decoded(edited.data[0].b64_json or "").size == (1024, 1024)
+    assert kontext_renders(family_server) == before + 1
+    # Kontext's limit, not FLUX's (whose image-to-image takes any number, in a grid).
+    with pytest.raises(openai.BadRequestError, match="at most 1 input image"):
+        sdk.images.edit(
+            model="flux-kontext",
+            image=[("a.png", image, "image/png"), ("b.png", image, "image/png")],
+            prompt="put them together",
+        )
+
+
+def test_models_say_what_each_name_can_do(sdk: openai.OpenAI) -> None:
+    models = {model.id: model.model_dump() for model in sdk.models.list()}
+    assert models["flux-kontext"]["limner"] == {
+        "generations": True,
+        "edits": {"kind": "instruct", "max_images": 1, "mask": "inpaint"},
+    }
+    assert models["gpt-image-1"]["limner"]["edits"] == {
+        "kind": "img2img",
+        "max_images": None,
+        "mask": "inpaint",
+    }
+
+
+def test_health_shows_which_backend_runs_what(family_server: LiveServer) -> None:
+    models = httpx.get(family_server.base_url + "/healthz").json()["models"]
+    assert models["flux-kontext"] == {"generations": "flux", "edits": "kontext"}
+    assert models["kontext"] == {"generations": "kontext", "edits": "kontext"}
