@@ -10,6 +10,7 @@ from limner.catalog import Catalog
 from limner.check import check_catalog, format_table
 from tests.engine.tiny_families import build_tiny_flux, build_tiny_kontext
 from tests.engine.tiny_pipeline import build_tiny_pipeline
+from tests.engine.tiny_sd_families import build_tiny_sana
 from tests.test_cli import limner
 
 FAST = """
@@ -28,6 +29,7 @@ def pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "kontext": build_tiny_kontext(root / "kontext"),
         # Loads, but every render fails: its text features do not fit its UNet.
         "broken": build_tiny_pipeline(root / "broken", text_hidden_size=64),
+        "sana": build_tiny_sana(root / "sana"),
     }
 
 
@@ -90,3 +92,21 @@ def test_a_backend_whose_renders_fail_fails_the_check(
     assert checked.returncode == 1
     assert table(checked.stdout)["gpt-image-1"]["generate"] == "FAILED"
     assert "problem: backend 'broken': text2img failed: RuntimeError" in checked.stderr
+
+
+def test_an_edit_backend_that_cannot_edit_fails_the_check(
+    tmp_path: Path, pipelines: dict[str, Path]
+) -> None:
+    models = '[models.gpt-image-1]\nbackend = "flux"\nedit_backend = "sana"\n'
+    text = catalog(tmp_path, pipelines, models, "flux", "sana").read_text()
+    path = tmp_path / "claims.toml"
+    path.write_text(
+        text.replace("[backends.sana.quality]", "max_edit_images = 2\n[backends.sana.quality]")
+    )
+    report = check_catalog(Catalog.from_toml(path), load_backend)
+    assert report.problems == [
+        "backend 'sana': max_edit_images = 2, but SanaPipeline cannot edit",
+        "model 'gpt-image-1': edit_backend 'sana' (SanaPipeline) cannot edit",
+    ]
+    row = table(format_table(report.rows))["gpt-image-1"]
+    assert (row["generate"], row["edit"], row["mask"]) == ("yes", "-", "-")

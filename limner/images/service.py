@@ -417,8 +417,13 @@ def _count_usage(request: ResolvedRequest, source: EditSource) -> ImageUsage | N
     return count_usage(request.prompt, sizes, request.size, request.quality, request.n)
 
 
-# How much an img2img run may depart from its input, per input_fidelity.
+# input_fidelity, per way of editing. img2img: how much of the schedule re-draws the input
+# (less keeps more of it). Instruction edits: the pixel area each reference is given to the
+# model at, as a multiple of the working area; more reference tokens carry more of its detail
+# (faces, text, logos), at the cost of a longer sequence. Qwen-Image-Edit sizes its condition
+# images itself (~1 MP), so there it changes nothing (docs/models/families.md).
 _STRENGTH = {"high": 0.5, "low": 0.75}
+_REFERENCE_AREA = {"high": 4, "low": 1}
 _VARIATION_STRENGTH = 0.7
 
 
@@ -458,8 +463,9 @@ def _job(
         # The model takes the inputs themselves; a mask without an inpaint twin is honoured
         # when finishing (pixels outside it come back unchanged).
         task = "edit"
+        area = size[0] * size[1] * _REFERENCE_AREA[request.input_fidelity]
         references = tuple(
-            compose.reference(image, size[0] * size[1])
+            compose.reference(image, area)
             for image in (source.images[:1] if source.mask else source.images)
         )
     elif source.images:

@@ -214,3 +214,25 @@ def test_health_shows_which_backend_runs_what(family_server: LiveServer) -> None
     models = httpx.get(family_server.base_url + "/healthz").json()["models"]
     assert models["flux-kontext"] == {"generations": "flux", "edits": "kontext"}
     assert models["kontext"] == {"generations": "kontext", "edits": "kontext"}
+
+
+@pytest.mark.parametrize("model", ["kontext", "gpt-image-1"])
+def test_input_fidelity_reaches_the_model(sdk: openai.OpenAI, model: str) -> None:
+    """Kontext gets its reference at 4x the working area for `high` (FLUX image-to-image:
+    less of the schedule re-drawn); with the seed fixed, the two give other pictures."""
+    source = Image.new("RGB", (256, 256), (200, 30, 30))
+    source.paste((30, 30, 200), (0, 0, 128, 256))
+
+    def edit(fidelity: str) -> str:
+        result = sdk.images.edit(
+            model=model,
+            image=("in.png", png(source), "image/png"),
+            prompt="make it blue",
+            input_fidelity=fidelity,  # type: ignore[arg-type]
+            extra_body={"seed": 4},
+        )
+        return result.data[0].b64_json or ""
+
+    low = edit("low")
+    assert low == edit("low")
+    assert low != edit("high")
