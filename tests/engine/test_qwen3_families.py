@@ -4,7 +4,6 @@ import pytest
 from PIL import Image
 
 from limner.engine.diffusers_backend import DiffusersBackend
-from limner.engine.types import RenderJob
 from tests.engine.backend_contract import (
     SAME_PICTURE,
     StepRecorder,
@@ -12,38 +11,8 @@ from tests.engine.backend_contract import (
     gradient_image,
     mean_difference,
 )
+from tests.engine.family_jobs import GREEN, RED, SIZE, job, render, same_bytes, sizes
 from tests.engine.tiny_qwen3_families import build_tiny_flux2_klein, build_tiny_z_image
-
-# The job size: a multiple of 16, which both real pipelines render natively.
-SIZE = (64, 48)
-RED, GREEN = Image.new("RGB", (80, 64), "red"), Image.new("RGB", (80, 64), "green")
-
-
-def job(backend: DiffusersBackend, **fields: object) -> RenderJob:
-    values: dict[str, object] = {
-        "backend": backend.name,
-        "prompt": "a red dot",
-        "n": 1,
-        "width": SIZE[0],
-        "height": SIZE[1],
-        "steps": 2,
-        "seed": 1,
-    }
-    values.update(fields)
-    return RenderJob(**values)  # type: ignore[arg-type]
-
-
-def render(backend: DiffusersBackend, **fields: object) -> list[Image.Image]:
-    return backend.render(job(backend, **fields), StepRecorder())
-
-
-def sizes(images: list[Image.Image]) -> list[tuple[int, int]]:
-    return [image.size for image in images]
-
-
-def same_bytes(a: list[Image.Image], b: list[Image.Image]) -> bool:
-    return [image.tobytes() for image in a] == [image.tobytes() for image in b]
-
 
 # FLUX.2 klein.
 
