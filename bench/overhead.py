@@ -283,8 +283,8 @@ def report(
 
     http, engine = statistics.median(timings.http), statistics.median(timings.engine)
 
-    # The service's steps after the engine, on the engine's own image, as _finish,
-    # _checked_output and api/images.py run them.
+    # The service's steps after the engine, on the engine's own image, as OutputStage.encode
+    # and api/images.py run them.
     rendered = timings.engine_image
     assert rendered is not None
     fitted = outputs.fit_to_size(rendered, request.width, request.height)

@@ -215,7 +215,7 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     policed = moderator if isinstance(moderator, PolicyModerator) else None
     app.state.moderation_policies = policed.policies if policed else None
     app.state.moderation_decisions = policed.decisions if policed else None
-    app.state.image_service = ImageService(catalog, engine, moderator, blobs, tiers, meter)
+    app.state.image_service = ImageService(catalog, engine, moderator, tiers, meter)
     routers = (images.router, models.router, files.router, health.router, admin.router)
     for router in (*routers, operator.router, moderation.router, metrics.router):
         app.include_router(router)

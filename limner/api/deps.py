@@ -8,6 +8,7 @@ from limner.accounts.keys import Caller, KeyStore
 from limner.errors import MissingScope, PermissionDenied
 from limner.images.service import ImageService
 from limner.settings import Settings
+from limner.storage.blobs import BlobStore
 
 
 def _authenticate(request: Request) -> Caller:
@@ -61,6 +62,11 @@ def image_service(request: Request) -> ImageService:
     return service
 
 
+def blobs(request: Request) -> BlobStore:
+    store: BlobStore = request.app.state.blobs
+    return store
+
+
 def settings(request: Request) -> Settings:
     value: Settings = request.app.state.settings
     return value
@@ -77,4 +83,5 @@ AdminCaller = Annotated[Caller, Depends(admin_caller)]
 OperatorCaller = Annotated[Caller, Depends(operator_caller)]
 ImageServiceDep = Annotated[ImageService, Depends(image_service)]
 SettingsDep = Annotated[Settings, Depends(settings)]
+BlobsDep = Annotated[BlobStore, Depends(blobs)]
 UrlBase = Annotated[str, Depends(url_base)]

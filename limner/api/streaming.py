@@ -9,7 +9,7 @@ from contextlib import aclosing
 from typing import Any
 
 from limner.api.errors import client_error, error_object
-from limner.images.service import ImageResult, ImageRun, PartialImage
+from limner.images.run import FinishedImages, ImageRun, PartialImage
 from limner.images.usage import ImageUsage
 
 
@@ -21,9 +21,13 @@ async def sse(run: ImageRun, prefix: str) -> AsyncIterator[bytes]:
             async for event in events:
                 if isinstance(event, PartialImage):
                     yield _event(_partial(run, event, prefix))
-                elif isinstance(event, ImageResult):
-                    for completed in _completed(run, event, prefix):
-                        yield _event(completed)
+                elif isinstance(event, FinishedImages):
+                    completed = [_event(done) for done in _completed(run, event, prefix)]
+                    # Delivered (billed) as the completed events go out; a client gone
+                    # before then is never billed.
+                    await run.deliver()
+                    for chunk in completed:
+                        yield chunk
     except Exception as exc:
         # Rendered by api/errors.py like any error response, sent as an event: the status
         # line went out with the first event.
@@ -51,7 +55,7 @@ def _partial(run: ImageRun, partial: PartialImage, prefix: str) -> dict[str, Any
     }
 
 
-def _completed(run: ImageRun, result: ImageResult, prefix: str) -> list[dict[str, Any]]:
+def _completed(run: ImageRun, result: FinishedImages, prefix: str) -> list[dict[str, Any]]:
     """One event per image; with n > 1 each carries its share of the usage, so that the
     events' usages sum to the request's (the contract does not say how n > 1 streams)."""
     count = len(result.encoded)
@@ -60,7 +64,7 @@ def _completed(run: ImageRun, result: ImageResult, prefix: str) -> list[dict[str
             "type": f"{prefix}.completed",
             "b64_json": base64.b64encode(data).decode(),
             **_settings(run),
-            "usage": _share(run.usage, index, count),
+            "usage": _share(result.usage, index, count),
         }
         for index, data in enumerate(result.encoded)
     ]
