@@ -24,7 +24,7 @@ ratio is Limner's serving overhead alone; `--moderation on` adds the prompt and 
 
     python bench/families.py [--families sd,sdxl,sd3,sana,flux,kontext,qwen-image,
                               qwen-image-edit-plus,flux2-klein,z-image] [--repeats 5]
-                             [--warmup 1] [--steps 4] [--resolution 256] [--guidance 1.0]
+                             [--warmup 1] [--steps 2] [--resolution 256] [--guidance 1.0]
                              [--moderation off|on] [--threads 1]
 """
 
@@ -125,7 +125,10 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls of each kind")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls of each kind first")
-    parser.add_argument("--steps", type=int, default=4, help="steps of the quality=low tier")
+    # 2, not more, by default: the tiny SD and SDXL VAEs downsample only 2x, so at 256x256
+    # their UNets attend over 4096 latent positions and each call takes 5-20 s on one shared
+    # core (of the default run's ~10 minutes at 4 steps, over 6 were theirs).
+    parser.add_argument("--steps", type=int, default=2, help="steps of the quality=low tier")
     parser.add_argument("--resolution", type=int, default=256, help="working side at low")
     parser.add_argument(
         "--guidance",
