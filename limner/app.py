@@ -70,8 +70,6 @@ def build_engine(
     max_batch_images: int = 8,
     batch_wait_ms: float = 10.0,
 ) -> ImageEngine:
-    # Weights come from local disk only; never let a library reach for a hub.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Imported here so that building an app with an injected engine never imports torch.
     from limner.engine.devices import set_cpu_threads
     from limner.engine.local import LocalEngine
@@ -96,6 +94,7 @@ def build_engine(
 
 def load_backend(spec: BackendSpec) -> ImageBackend:
     """One catalog backend, loaded as `limner serve` loads it (and compiled, warmed up)."""
+    # Weights come from local disk only; never let a library reach for a hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from limner.engine.diffusers_backend import DiffusersBackend, Tuning
 

@@ -23,6 +23,7 @@ def healthz(request: Request) -> JSONResponse:
     except Exception:
         logger.exception("health check: database unreachable")
         database_ok = False
+    infos = {info.name: info for info in engine.backends()}
     backends = [
         {
             "name": info.name,
@@ -33,11 +34,10 @@ def healthz(request: Request) -> JSONResponse:
             "edits": info.edit_kind,
             "max_edit_images": info.max_edit_images,
         }
-        for info in engine.backends()
+        for info in infos.values()
     ]
     # Which backend runs what under each served name (one name may use two).
     catalog: Catalog = request.app.state.catalog
-    infos = {info.name: info for info in engine.backends()}
     models = {entry.id: capabilities(entry, infos).routes() for entry in catalog.entries()}
     healthy = database_ok and bool(backends)
     return JSONResponse(

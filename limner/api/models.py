@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from limner.api.deps import CurrentCaller
 from limner.catalog import Catalog, ModelEntry
 from limner.engine.protocol import ImageEngine
+from limner.engine.types import BackendInfo
 from limner.errors import ModelNotFound
 from limner.images import schemas
 from limner.images.access import may_use
@@ -17,8 +18,12 @@ from limner.metering.tiers import TierBook
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def _model(entry: ModelEntry, engine: ImageEngine) -> schemas.Model:
-    infos = {info.name: info for info in engine.backends()}
+def _infos(request: Request) -> dict[str, BackendInfo]:
+    engine: ImageEngine = request.app.state.engine
+    return {info.name: info for info in engine.backends()}
+
+
+def _model(entry: ModelEntry, infos: dict[str, BackendInfo]) -> schemas.Model:
     return schemas.Model(
         id=entry.id,
         created=entry.created,
@@ -42,8 +47,8 @@ def list_models(request: Request, caller: CurrentCaller) -> schemas.ListModelsRe
     book: TierBook = request.app.state.tiers
     tiers = book.table()
     usable = [entry for entry in catalog.entries() if may_use(caller, entry, tiers)]
-    engine: ImageEngine = request.app.state.engine
-    return schemas.ListModelsResponse(data=[_model(entry, engine) for entry in usable])
+    infos = _infos(request)
+    return schemas.ListModelsResponse(data=[_model(entry, infos) for entry in usable])
 
 
 @router.get("/{model}", response_model=schemas.Model)
@@ -53,4 +58,4 @@ def retrieve_model(model: str, request: Request, caller: CurrentCaller) -> schem
     book: TierBook = request.app.state.tiers
     if not may_use(caller, entry, book.table()):
         raise ModelNotFound(model)
-    return _model(entry, request.app.state.engine)
+    return _model(entry, _infos(request))

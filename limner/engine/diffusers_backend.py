@@ -30,6 +30,7 @@ from limner.engine.devices import (
 )
 from limner.engine.mini import LimnerMiniPipeline
 from limner.engine.processors import COMPONENT_LOADERS
+from limner.engine.smoke import sample_job
 from limner.engine.types import (
     BackendInfo,
     EditKind,
@@ -189,23 +190,8 @@ class DiffusersBackend:
         """One 1-step render per (width, height) of the first task the backend offers, so a
         compiled denoiser compiles now rather than in the first requests."""
         task = self.info().tasks[0]
-        grey = Image.new("RGB", (64, 64), (128, 128, 128))
-        for width, height in sizes:
-            job = RenderJob(
-                backend=self.name,
-                prompt="warm-up",
-                n=1,
-                width=width,
-                height=height,
-                steps=1,
-                seed=0,
-                task=task,
-                init_image=grey if task in ("img2img", "inpaint") else None,
-                mask=Image.new("L", (width, height), 255) if task == "inpaint" else None,
-                reference_images=(grey,) if task == "edit" else (),
-                strength=1.0,
-            )
-            self.render(job, lambda _step: None)
+        for size in sizes:
+            self.render(sample_job(self.name, task, size, steps=1), lambda _step: None)
 
     def render(self, job: RenderJob, on_step: StepCallback) -> list[Image.Image]:
         return self.render_batch([job], on_step)[0]

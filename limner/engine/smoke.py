@@ -32,21 +32,29 @@ def smoke_test(backend: ImageBackend, size: int = 64, steps: int = 2) -> list[Ta
     """Every task the backend offers, once, at `size`², with `steps` steps."""
     info = backend.info()
     references = info.max_edit_images or 1
-    return [_check(backend, _job(info.name, task, size, steps, references)) for task in info.tasks]
+    return [
+        _check(backend, sample_job(info.name, task, (size, size), steps, references))
+        for task in info.tasks
+    ]
 
 
-def _job(backend: str, task: Task, size: int, steps: int, references: int) -> RenderJob:
+def sample_job(
+    backend: str, task: Task, size: tuple[int, int], steps: int, references: int = 1
+) -> RenderJob:
+    """A one-image job of `task` with plain coloured inputs (a centre mask for inpaint)."""
+    width, height = size
+
     def picture(index: int) -> Image.Image:
-        return Image.new("RGB", (size, size), _COLOURS[index % len(_COLOURS)])
+        return Image.new("RGB", size, _COLOURS[index % len(_COLOURS)])
 
-    mask = Image.new("L", (size, size), 0)
-    mask.paste(255, (size // 4, size // 4, 3 * size // 4, 3 * size // 4))
+    mask = Image.new("L", size, 0)
+    mask.paste(255, (width // 4, height // 4, 3 * width // 4, 3 * height // 4))
     return RenderJob(
         backend=backend,
         prompt=_PROMPT,
         n=1,
-        width=size,
-        height=size,
+        width=width,
+        height=height,
         steps=steps,
         seed=0,
         task=task,

@@ -18,6 +18,7 @@ from limner.engine.types import BackendInfo, RenderJob, Task
 from limner.errors import InvalidRequest, InvalidValue
 from limner.images import compose, inputs
 from limner.images.access import check_model_access
+from limner.images.capabilities import capabilities
 from limner.images.finishing import EditSource, OutputStage, enforce
 from limner.images.rules import ResolvedRequest, resolve
 from limner.images.run import ImageRun
@@ -88,27 +89,30 @@ class ImageService:
         """Before any input is decoded or compute spent: verification, then tier."""
         check_model_access(caller, request.entry, self._tiers.table())
 
-    def _backend(self, request: ResolvedRequest) -> BackendInfo:
+    def _infos(self) -> dict[str, BackendInfo]:
         if self._backend_infos is None:
             self._backend_infos = {info.name: info for info in self._engine.backends()}
-        return self._backend_infos[request.backend.name]
+        return self._backend_infos
+
+    def _backend(self, request: ResolvedRequest) -> BackendInfo:
+        return self._infos()[request.backend.name]
 
     def _check_capability(self, request: ResolvedRequest, images: int) -> None:
         """What the model behind the name cannot do is refused before moderation, usage and
         limits run: a generation for an edit-only model, an edit for a text-only one, more
         input images than it takes."""
-        info, model = self._backend(request), request.model
-        if images == 0 and "text2img" not in info.tasks:
+        can, model = capabilities(request.entry, self._infos()), request.model
+        if images == 0 and can.generate_backend is None:
             raise InvalidRequest(
                 f"The model '{model}' only edits images: send an image to /v1/images/edits.",
                 "model",
             )
-        if images and info.edit_kind == "none":
+        if images and can.edit_backend is None:
             raise InvalidRequest(
                 f"The model '{model}' cannot edit images; it generates from text only.", "image"
             )
-        limit = info.max_edit_images
-        if limit is not None and images > limit:
+        limit = can.max_edit_images
+        if images and limit is not None and images > limit:
             raise InvalidValue(
                 f"The model '{model}' takes at most {limit} input image(s) per edit; got {images}.",
                 "image",
