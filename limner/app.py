@@ -23,6 +23,7 @@ from limner.api import (
     models,
     moderation,
     operator,
+    responses,
 )
 from limner.api.middleware import RequestIdMiddleware
 from limner.catalog import QUALITIES, BackendSpec, Catalog
@@ -37,6 +38,8 @@ from limner.moderation.moderator import PolicyModerator, build_moderator
 from limner.moderation.policy import PolicyError
 from limner.moderation.protocol import AllowAll, Moderator
 from limner.moderation.terms import TermListError
+from limner.responses.service import ResponsesService
+from limner.responses.store import ResponseStore
 from limner.settings import Settings
 from limner.storage.blobs import BlobStore
 from limner.storage.db import Database, make_engine, upgrade
@@ -214,9 +217,14 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     policed = moderator if isinstance(moderator, PolicyModerator) else None
     app.state.moderation_policies = policed.policies if policed else None
     app.state.moderation_decisions = policed.decisions if policed else None
-    app.state.image_service = ImageService(catalog, engine, moderator, tiers, meter)
-    routers = (images.router, models.router, files.router, health.router, admin.router)
-    for router in (*routers, operator.router, moderation.router, metrics.router):
+    image_service = ImageService(catalog, engine, moderator, tiers, meter)
+    app.state.image_service = image_service
+    app.state.responses_service = ResponsesService(
+        catalog, image_service, ResponseStore(database), settings.allowed_image_hosts
+    )
+    routers = [images.router, responses.router, models.router, files.router, health.router]
+    routers += [admin.router, operator.router, moderation.router, metrics.router]
+    for router in routers:
         app.include_router(router)
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)

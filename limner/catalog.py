@@ -29,6 +29,7 @@ Every key is checked: a misspelt one (`guidence_scale`) is an error naming it, n
 """
 
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -50,6 +51,18 @@ RulesName = Literal["gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "dall-e-
 # OpenAI gates the GPT image family behind organization verification; a catalog may say otherwise
 # with a top-level `verification_required = [...]`.
 GPT_IMAGE_FAMILY = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2")
+
+# The Responses API's `model` names the mainline (language) model. Limner runs none: it answers
+# to these names as its own orchestrator (limner/responses/). A catalog may list its own with a
+# top-level `mainline_models = [...]`; dated snapshots of a listed name (`gpt-4.1-2025-04-14`)
+# are accepted too.
+DEFAULT_MAINLINE_MODELS = (
+    "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4.5-preview",
+    "o1", "o3", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5-chat-latest",
+    "gpt-5.1", "gpt-5.1-mini", "gpt-5.2", "gpt-5.2-mini", "gpt-5.4", "gpt-5.4-mini",
+    "gpt-5.5", "chatgpt-4o-latest",
+)  # fmt: skip
+_SNAPSHOT = re.compile(r"^(?P<name>.+)-\d{4}-\d{2}-\d{2}$")
 
 # `created` values observed on api.openai.com's /v1/models; other names use the catalog's load time.
 _OPENAI_CREATED = {
@@ -188,6 +201,7 @@ class _CatalogFile(_Strict):
     backends: dict[str, _BackendFile] = Field(default_factory=dict)
     models: dict[str, _ModelFile] = Field(default_factory=dict)
     verification_required: tuple[str, ...] = GPT_IMAGE_FAMILY
+    mainline_models: tuple[str, ...] = DEFAULT_MAINLINE_MODELS
 
 
 class Catalog:
@@ -196,7 +210,9 @@ class Catalog:
         models: list[ServedModel],
         created: int = 0,
         verification_required: tuple[str, ...] = GPT_IMAGE_FAMILY,
+        mainline_models: tuple[str, ...] = DEFAULT_MAINLINE_MODELS,
     ) -> None:
+        self.mainline_models = frozenset(mainline_models)
         self._entries: dict[str, ModelEntry] = {}
         for served in models:
             for name in (served.name, *served.aliases):
@@ -217,6 +233,13 @@ class Catalog:
         if entry is None:
             raise ModelNotFound(name)
         return entry
+
+    def is_mainline(self, name: str) -> bool:
+        """Whether the Responses API answers to `name` as its `model`."""
+        if name in self.mainline_models:
+            return True
+        snapshot = _SNAPSHOT.match(name)
+        return snapshot is not None and snapshot["name"] in self.mainline_models
 
     def entries(self) -> list[ModelEntry]:
         return list(self._entries.values())
@@ -262,7 +285,12 @@ class Catalog:
         models = [_served(name, spec, backends, source) for name, spec in parsed.models.items()]
         if not models:
             raise CatalogError(f"{source} serves no models")
-        return cls(models, created=created, verification_required=parsed.verification_required)
+        return cls(
+            models,
+            created=created,
+            verification_required=parsed.verification_required,
+            mainline_models=parsed.mainline_models,
+        )
 
 
 def _served(

@@ -214,3 +214,48 @@ class ServerOverloaded(LimnerError):
     status = 503
     type = "server_error"
     code = None
+
+
+class MainlineModelNotFound(LimnerError):
+    """A Responses `model` this server does not answer to (the hosted API's 400, not 404)."""
+
+    code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The requested model '{model}' does not exist.", "model")
+
+
+class PreviousResponseNotFound(LimnerError):
+    code = "previous_response_not_found"
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(
+            f"Previous response with id '{response_id}' not found.", "previous_response_id"
+        )
+
+
+class ResponseNotFound(LimnerError):
+    status = 404
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"Response with id '{response_id}' not found.")
+
+
+class InputItemNotFound(LimnerError):
+    status = 404
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(
+            f"Item with id '{item_id}' not found. Items are not persisted when `store` is set "
+            "to false. Try again with `store` set to true, or remove this item from your input.",
+            "input",
+        )
+
+
+class DuplicateInputItem(LimnerError):
+    def __init__(self, item_id: str) -> None:
+        super().__init__(
+            f"Duplicate item found with id {item_id}. Remove duplicate items from your input "
+            "and try again.",
+            "input",
+        )

@@ -8,7 +8,6 @@ verification or tier change is seen by the very next request on every process.
 
 import hashlib
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -17,6 +16,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from limner.errors import AuthenticationFailed, MismatchedOrganization, MismatchedProject
+from limner.ids import new_id
 from limner.storage.db import Database, core_table
 from limner.storage.tables import ApiKey, Organization, Project, ServiceAccount
 
@@ -97,20 +97,6 @@ def redact(key: str) -> str:
     """`sk-proj-ab...wxyz`: the prefix, two characters, three dots, the last four."""
     prefix = next((p for p in PREFIXES.values() if key.startswith(p)), key[:3])
     return f"{key[: len(prefix) + 2]}...{key[-4:]}"
-
-
-_last_id_millis = 0
-_id_lock = threading.Lock()
-
-
-def new_id(prefix: str) -> str:
-    """Ids that sort in creation order (lists page by them within one second): a millisecond
-    clock, kept strictly increasing in this process, then randomness."""
-    global _last_id_millis
-    with _id_lock:
-        _last_id_millis = max(_last_id_millis + 1, time.time_ns() // 1_000_000)
-        millis = _last_id_millis
-    return f"{prefix}{millis:012x}{secrets.token_hex(6)}"
 
 
 def insert_key(

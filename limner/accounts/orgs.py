@@ -12,8 +12,9 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from limner.accounts.keys import KeyKind, hash_key, insert_key, new_id
+from limner.accounts.keys import KeyKind, hash_key, insert_key
 from limner.errors import InvalidRequest, InvalidValue, NotFound
+from limner.ids import new_id
 from limner.storage.db import Database
 from limner.storage.tables import ApiKey, Organization, Project, ServiceAccount
 

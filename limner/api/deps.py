@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 from limner.accounts.keys import Caller, KeyStore
 from limner.errors import MissingScope, PermissionDenied
 from limner.images.service import ImageService
+from limner.responses.service import ResponsesService
 from limner.settings import Settings
 from limner.storage.blobs import BlobStore
 
@@ -62,6 +63,11 @@ def image_service(request: Request) -> ImageService:
     return service
 
 
+def responses_service(request: Request) -> ResponsesService:
+    service: ResponsesService = request.app.state.responses_service
+    return service
+
+
 def blobs(request: Request) -> BlobStore:
     store: BlobStore = request.app.state.blobs
     return store
@@ -82,6 +88,7 @@ CurrentCaller = Annotated[Caller, Depends(current_caller)]
 AdminCaller = Annotated[Caller, Depends(admin_caller)]
 OperatorCaller = Annotated[Caller, Depends(operator_caller)]
 ImageServiceDep = Annotated[ImageService, Depends(image_service)]
+ResponsesServiceDep = Annotated[ResponsesService, Depends(responses_service)]
 SettingsDep = Annotated[Settings, Depends(settings)]
 BlobsDep = Annotated[BlobStore, Depends(blobs)]
 UrlBase = Annotated[str, Depends(url_base)]

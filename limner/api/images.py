@@ -5,9 +5,6 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import aclosing
-from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
@@ -16,6 +13,7 @@ from starlette.background import BackgroundTask
 from limner.api import uploads
 from limner.api.deps import BlobsDep, CurrentCaller, ImageServiceDep, SettingsDep, UrlBase
 from limner.api.middleware import request_id_var
+from limner.api.sse import CLIENT_CLOSED_REQUEST, unless_disconnected, while_connected
 from limner.api.streaming import sse
 from limner.errors import InvalidRequest
 from limner.images import schemas
@@ -25,14 +23,6 @@ from limner.storage.blobs import BlobStore
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 logger = logging.getLogger(__name__)
-Result = TypeVar("Result")
-
-# How often a non-streaming request looks for its client having gone away.
-_DISCONNECT_POLL_SECONDS = 0.25
-# What `anext` returns once the events are over.
-_END = b""
-# Not a status any client sees: the client is gone. Logged as nginx does.
-_CLIENT_CLOSED_REQUEST = 499
 
 
 @router.post("/generations", response_model=schemas.ImagesResponse)
@@ -108,11 +98,11 @@ async def _answer(request: Request, run: ImageRun, prefix: str, urls: _Urls) -> 
     if run.request.stream:
         # Queued and past its first step (a full queue is still a JSON 503); the headers go
         # out now, and what fails from here on arrives as an error event.
-        if await _unless_disconnected(request, _started(run)) is None:
+        if await unless_disconnected(request, _started(run)) is None:
             await run.abandon()
-            return Response(status_code=_CLIENT_CLOSED_REQUEST)
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         return StreamingResponse(
-            _while_connected(request, sse(run, prefix)),
+            while_connected(request, sse(run, prefix)),
             media_type="text/event-stream",
             headers=run.headers,
             # Runs once the response is over, however it ended: a client gone before the first
@@ -120,9 +110,9 @@ async def _answer(request: Request, run: ImageRun, prefix: str, urls: _Urls) -> 
             background=BackgroundTask(run.abandon),
         )
     try:
-        finished = await _unless_disconnected(request, run.result())
+        finished = await unless_disconnected(request, run.result())
         if finished is None:
-            return Response(status_code=_CLIENT_CLOSED_REQUEST)
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         body = await asyncio.to_thread(_images_response, run.request, finished, urls)
         # The response is in hand (its URL images stored): now it is delivered, and billed.
         await run.deliver()
@@ -131,39 +121,9 @@ async def _answer(request: Request, run: ImageRun, prefix: str, urls: _Urls) -> 
     return _respond(body, run)
 
 
-async def _while_connected(request: Request, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """`events` until they end or the client goes away. A disconnect is otherwise noticed only
-    when the next event fails to send, which for `partial_images=0` is after the whole render
-    (and its bill); watching for it cancels the render at its next step instead."""
-    async with aclosing(events):  # type: ignore[type-var]
-        while True:
-            step = await _unless_disconnected(request, anext(events, _END))
-            if step is None or step is _END:
-                return
-            yield step
-
-
 async def _started(run: ImageRun) -> bool:
     await run.start()
     return True
-
-
-async def _unless_disconnected(request: Request, work: Awaitable[Result]) -> Result | None:
-    """Await `work`, cancelling it if the client disconnects first (then None). A render
-    nobody waits for stops at its next denoising step and is never billed."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_SECONDS)
-            if done:
-                return task.result()
-            if await request.is_disconnected():
-                logger.info("client disconnected; cancelling its render")
-                return None
-    finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
 
 def _images_response(

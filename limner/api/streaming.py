@@ -2,13 +2,13 @@
 completed event per image, errors mid-stream as an unnamed `data: {"error": {...}}` event."""
 
 import base64
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
 from limner.api.errors import client_error, error_object
+from limner.api.sse import data_event, named_event
 from limner.images.run import FinishedImages, ImageRun, PartialImage
 from limner.images.usage import ImageUsage
 
@@ -85,11 +85,10 @@ def _share(usage: ImageUsage | None, index: int, count: int) -> dict[str, Any]:
 
 
 def _event(payload: dict[str, Any]) -> bytes:
-    # `event:` = `type`: SDKs before 1.97.2 drop events whose name they do not know.
-    return f"event: {payload['type']}\n".encode() + _data(payload)
+    return named_event(payload)
 
 
 def _data(payload: dict[str, Any]) -> bytes:
     # No `event:` line: SDKs up to 1.97.1 drop events with names they do not know, and one
     # without a name reaches every version, which raises APIError from its `error` key.
-    return f"data: {json.dumps(payload)}\n\n".encode()
+    return data_event(payload)

@@ -3,26 +3,22 @@
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
 from limner.errors import (
     ImageTooLarge,
-    InvalidImageUrl,
     InvalidRequest,
     InvalidType,
     InvalidValue,
     UnknownParameter,
 )
-from limner.images.inputs import Upload, decode_data_url
+from limner.images.inputs import Upload
+from limner.images.references import read_reference
 
 MAX_IMAGES = 16
 _FILE_FIELDS = ("image", "image[]", "mask")
-_REMOTE_TIMEOUT = httpx.Timeout(10.0)
-_MAX_REMOTE_BYTES = 50 * 1024 * 1024
 
 
 @dataclass
@@ -114,69 +110,7 @@ async def json_edit_body(body: dict[str, Any], allowed_hosts: list[str]) -> Edit
         raise InvalidValue(f"Too many images: at most {MAX_IMAGES} may be sent.", "images")
     edit = EditBody(fields=fields, form=False)
     for index, reference in enumerate(references):
-        edit.images.append(await _fetch(reference, f"images[{index}]", allowed_hosts))
+        edit.images.append(await read_reference(reference, f"images[{index}]", allowed_hosts))
     if mask_reference is not None:
-        edit.mask = await _fetch(mask_reference, "mask", allowed_hosts)
+        edit.mask = await read_reference(mask_reference, "mask", allowed_hosts, field="mask")
     return edit
-
-
-async def _fetch(reference: Any, param: str, allowed_hosts: list[str]) -> Upload:
-    if not isinstance(reference, dict):
-        raise InvalidType(f"Invalid type for '{param}': expected an object.", param)
-    if reference.get("file_id") is not None:
-        raise InvalidValue(
-            "This server has no Files API: send the image as `image_url` (a base64 data URL).",
-            f"{param}.file_id",
-        )
-    url = reference.get("image_url")
-    url_param = f"{param}.image_url"
-    if not isinstance(url, str):
-        raise InvalidRequest(f"Missing required parameter: '{url_param}'.", url_param)
-    if url.startswith("data:"):
-        upload = decode_data_url(url, url_param)
-        return Upload(
-            upload.data,
-            upload.filename,
-            upload.content_type,
-            field="mask" if param == "mask" else "image",
-        )
-    return await _download(url, url_param, allowed_hosts)
-
-
-async def _download(url: str, param: str, allowed_hosts: list[str]) -> Upload:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host:
-        raise InvalidImageUrl(
-            f"Invalid image URL in '{param}': expected a data URL or an http(s) URL.", param
-        )
-    if host not in {allowed.lower() for allowed in allowed_hosts}:
-        # Refusing by default keeps the server from being a proxy into the operator's network.
-        raise InvalidImageUrl(
-            f"Remote image URLs are not allowed on this server (host '{host}'); send the image "
-            "as a base64 data URL, or ask the operator to allow the host.",
-            param,
-        )
-    try:
-        async with (
-            httpx.AsyncClient(timeout=_REMOTE_TIMEOUT, follow_redirects=False) as client,
-            client.stream("GET", url) as response,
-        ):
-            if response.status_code != 200:
-                raise InvalidImageUrl(
-                    f"Could not download the image in '{param}': HTTP {response.status_code}.",
-                    param,
-                )
-            data = bytearray()
-            async for chunk in response.aiter_bytes():
-                data.extend(chunk)
-                if len(data) > _MAX_REMOTE_BYTES:
-                    raise ImageTooLarge(f"The image at '{param}' is larger than 50 MB.", param)
-    except httpx.HTTPError as exc:
-        raise InvalidImageUrl(f"Could not download the image in '{param}': {exc}.", param) from exc
-    return Upload(
-        data=bytes(data),
-        filename=parts.path.rsplit("/", 1)[-1] or None,
-        content_type=response.headers.get("content-type"),
-        field="image",
-    )

@@ -5,7 +5,7 @@ value. Nothing after this module sees a raw value or an "auto".
 """
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,6 +14,7 @@ from limner.errors import (
     InvalidType,
     InvalidValue,
     MissingParameter,
+    ModelNotFound,
     StringTooLong,
     UnknownParameter,
 )
@@ -139,6 +140,71 @@ def resolve(
     return _resolve_values(operation, reader, entry, profile)
 
 
+# The image_generation tool of the Responses API (responses-api.md §1.4): the Images API's
+# values under the same rules, named by their path in the request (`tools[0].size`).
+TOOL_PARAMS = frozenset(
+    {"type", "model", "size", "quality", "background", "output_format", "output_compression",
+     "moderation", "partial_images", "input_image_mask", "input_fidelity", "action", "n", "seed"}
+)  # fmt: skip
+# Read by the Responses layer itself, not by these rules.
+_TOOL_CONVERSATION_PARAMS = frozenset({"type", "input_image_mask", "action", "n"})
+
+
+def resolve_tool(
+    tool: Mapping[str, Any],
+    operation: Operation,
+    prompt: str,
+    catalog: Catalog,
+    *,
+    stream: bool,
+    param: str,
+) -> ResolvedRequest:
+    """The `image_generation` tool object at `param` (`tools[0]`) for one image call, with the
+    prompt the conversation gave it (errors about the prompt name `input`)."""
+    fields = {key: value for key, value in tool.items() if value is not None}
+    for key in fields:
+        if key not in TOOL_PARAMS:
+            raise UnknownParameter(f"{param}.{key}")
+    model = fields.get("model", "gpt-image-1")
+    if not isinstance(model, str):
+        raise InvalidType(_type_message(f"{param}.model", "a string", model), f"{param}.model")
+    try:
+        entry = catalog.resolve(model)
+    except ModelNotFound:
+        raise InvalidValue(
+            f"Invalid value for '{param}.model': the image model '{model}' does not exist on "
+            "this server.",
+            f"{param}.model",
+        ) from None
+    profile = PROFILES[entry.rules]
+    if profile.family != "gpt-image":
+        raise InvalidValue(
+            f"Invalid value for '{param}.model': the image_generation tool runs GPT image "
+            f"models, not '{model}'.",
+            f"{param}.model",
+        )
+    values = {
+        key: value
+        for key, value in fields.items()
+        if key not in _TOOL_CONVERSATION_PARAMS and key != "model"
+    }
+    if operation != "edit":
+        values.pop("input_fidelity", None)  # the tool carries it for the edits it may make
+    elif "input_fidelity" in values and "input_fidelity" not in profile.params["edit"]:
+        raise InvalidValue(
+            f"Invalid '{param}.input_fidelity': the model '{model}' does not take it.",
+            f"{param}.input_fidelity",
+        )
+    values["prompt"] = prompt
+    values["stream"] = stream
+    reader = _Reader(values, form=False, path=lambda name: _tool_path(param, name))
+    return _resolve_values(operation, reader, entry, profile)
+
+
+def _tool_path(param: str, name: str) -> str:
+    return "input" if name == "prompt" else f"{param}.{name}"
+
+
 def _model_name(operation: Operation, fields: Mapping[str, Any]) -> str:
     model = fields.get("model")
     if model is None:
@@ -172,7 +238,7 @@ def _resolve_values(
         raise InvalidValue(
             "Transparent background is not supported with the 'jpeg' output format; "
             "use 'png' or 'webp'.",
-            "background",
+            reader.path("background"),
         )
     backend = entry.served.backend_for(operation)
     working_width, working_height = backend.working_size(quality, width, height)
@@ -216,71 +282,78 @@ def _style(reader: "_Reader", profile: Profile) -> Literal["vivid", "natural"] |
 class _Reader:
     """Typed access to body fields; multipart bodies arrive as strings and are coerced."""
 
-    def __init__(self, fields: Mapping[str, Any], form: bool) -> None:
+    def __init__(
+        self,
+        fields: Mapping[str, Any],
+        form: bool,
+        path: Callable[[str], str] = lambda name: name,
+    ) -> None:
         self._fields = fields
         self._form = form
+        # The wire name of a field, for messages and `param`.
+        self.path = path
 
     def prompt(self, max_length: int) -> str:
-        value = self._fields.get("prompt")
+        value, param = self._fields.get("prompt"), self.path("prompt")
         if value is None:
-            raise MissingParameter("prompt")
+            raise MissingParameter(param)
         if not isinstance(value, str):
-            raise InvalidType(_type_message("prompt", "a string", value), "prompt")
+            raise InvalidType(_type_message(param, "a string", value), param)
         if not value.strip():
-            raise InvalidValue("Invalid 'prompt': empty string.", "prompt")
+            raise InvalidValue(f"Invalid '{param}': empty string.", param)
         if len(value) > max_length:
             raise StringTooLong(
-                f"Invalid 'prompt': string too long. Expected a string with maximum length "
+                f"Invalid '{param}': string too long. Expected a string with maximum length "
                 f"{max_length}, but got a string with length {len(value)} instead.",
-                "prompt",
+                param,
             )
         return value
 
     def text(self, name: str) -> str | None:
-        value = self._fields.get(name)
+        value, param = self._fields.get(name), self.path(name)
         if value is not None and not isinstance(value, str):
-            raise InvalidType(_type_message(name, "a string", value), name)
+            raise InvalidType(_type_message(param, "a string", value), param)
         return value
 
     def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
-        value = self._fields.get(name, default)
+        value, param = self._fields.get(name, default), self.path(name)
         if not isinstance(value, str):
-            raise InvalidType(_type_message(name, "a string", value), name)
+            raise InvalidType(_type_message(param, "a string", value), param)
         if value not in allowed:
             raise InvalidValue(
-                f"Invalid value: '{value}'. Supported values are: {_or_list(allowed)}.", name
+                f"Invalid value: '{value}'. Supported values are: {_or_list(allowed)}.", param
             )
         return value
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
-        value = self._fields.get(name, default)
+        value, param = self._fields.get(name, default), self.path(name)
         if self._form and isinstance(value, str):
             try:
                 value = int(value.strip())
             except ValueError:
-                raise InvalidType(_type_message(name, "an integer", value), name) from None
+                raise InvalidType(_type_message(param, "an integer", value), param) from None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidType(_type_message(name, "an integer", value), name)
+            raise InvalidType(_type_message(param, "an integer", value), param)
         if value < low:
             raise InvalidValue(
-                f"Invalid '{name}': integer below minimum value. Expected a value >= {low}, "
+                f"Invalid '{param}': integer below minimum value. Expected a value >= {low}, "
                 f"but got {value} instead.",
-                name,
+                param,
             )
         if value > high:
             raise InvalidValue(
-                f"Invalid '{name}': integer above maximum value. Expected a value <= {high}, "
+                f"Invalid '{param}': integer above maximum value. Expected a value <= {high}, "
                 f"but got {value} instead.",
-                name,
+                param,
             )
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
-        value = self._fields.get(name, default)
+        value, param = self._fields.get(name, default), self.path(name)
         if self._form and isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
         if not isinstance(value, bool):
-            raise InvalidType(_type_message(name, "a boolean", value), name)
+            raise InvalidType(_type_message(param, "a boolean", value), param)
         return value
 
 

@@ -85,6 +85,24 @@ class ImageService:
         source = await asyncio.to_thread(_decode_edit_source, request, [image], None)
         return await self._admit(caller, request, source, request_id)
 
+    async def call_tool(
+        self,
+        caller: Caller,
+        request: ResolvedRequest,
+        images: list[inputs.Upload],
+        mask: inputs.Upload | None,
+        request_id: str,
+    ) -> "ImageRun":
+        """One image call a conversation made (the Responses API's image_generation tool),
+        resolved by `rules.resolve_tool`: the same checks and admission as the Images API's
+        generations (no images) and edits, metered as Responses traffic."""
+        self._check_access(caller, request)
+        self._check_capability(request, images=len(images))
+        source = EditSource([], None)
+        if images:
+            source = await asyncio.to_thread(_decode_edit_source, request, images, mask)
+        return await self._admit(caller, request, source, request_id, source_name=RESPONSES_SOURCE)
+
     def _check_access(self, caller: Caller, request: ResolvedRequest) -> None:
         """Before any input is decoded or compute spent: verification, then tier."""
         check_model_access(caller, request.entry, self._tiers.table())
@@ -124,6 +142,8 @@ class ImageService:
         request: ResolvedRequest,
         source: EditSource,
         request_id: str,
+        *,
+        source_name: str | None = None,
     ) -> "ImageRun":
         """Everything that may refuse a request before its response starts (so a streaming
         request still gets an ordinary JSON error): moderation of what came in, exact usage,
@@ -141,7 +161,8 @@ class ImageService:
         # 2. Usage is exact before generating: prompt tokens, input tiles, the output table.
         usage = await asyncio.to_thread(_count_usage, request, source)
         # 3. Budgets and rate limits, on the exact usage: refused before any compute.
-        admitted = await asyncio.to_thread(self._meter.admit, _charge(caller, request, usage))
+        charge = _charge(caller, request, usage, source_name or _SOURCES[request.operation])
+        admitted = await asyncio.to_thread(self._meter.admit, charge)
         job = _job(request, source, self._backend(request), request_id)
         return ImageRun(
             request,
@@ -186,10 +207,14 @@ _REFERENCE_AREA = {"high": 4, "low": 1}
 _VARIATION_STRENGTH = 0.7
 
 
+# The usage records' `source`, as the usage API reports and filters it (metering/reports.py).
 _SOURCES = {"generation": "image.generation", "edit": "image.edit", "variation": "image.variation"}
+RESPONSES_SOURCE = "responses.image_generation"
 
 
-def _charge(caller: Caller, request: ResolvedRequest, usage: ImageUsage | None) -> Charge:
+def _charge(
+    caller: Caller, request: ResolvedRequest, usage: ImageUsage | None, source: str
+) -> Charge:
     if caller.project_id is None:
         raise ValueError("model endpoints are only reached with project keys")
     return Charge(
@@ -198,7 +223,7 @@ def _charge(caller: Caller, request: ResolvedRequest, usage: ImageUsage | None) 
         api_key_id=caller.key_id,
         tier=caller.tier,
         model=request.model,
-        source=_SOURCES[request.operation],
+        source=source,
         size=request.size,
         quality=request.wire_quality,
         images=request.n,

@@ -40,7 +40,7 @@ class Delivery:
     project_id: str
     api_key_id: str
     model: str
-    source: str  # "image.generation" | "image.edit" | "image.variation"
+    source: str  # one of metering.reports.SOURCES
     size: str
     quality: str
     images: int

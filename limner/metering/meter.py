@@ -139,7 +139,7 @@ class Charge:
     api_key_id: str
     tier: str
     model: str
-    source: str  # image.generation | image.edit | image.variation
+    source: str  # one of metering.reports.SOURCES
     size: str
     quality: str
     images: int

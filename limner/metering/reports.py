@@ -38,7 +38,8 @@ BUCKET_WIDTHS = {"1m": 60, "1h": 3600, "1d": 86400}
 # (default, maximum) number of buckets per page, per bucket width.
 USAGE_LIMITS = {"1d": (7, 31), "1h": (24, 168), "1m": (60, 1440)}
 COSTS_LIMITS = (7, 180)
-SOURCES = ("image.generation", "image.edit", "image.variation")
+# The last is Limner's: image calls made by the Responses API's image_generation tool.
+SOURCES = ("image.generation", "image.edit", "image.variation", "responses.image_generation")
 USAGE_GROUPS = ("project_id", "user_id", "api_key_id", "model", "size", "source")
 COSTS_GROUPS = ("project_id", "line_item", "api_key_id")
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -187,3 +188,50 @@ class ModerationDecision(Base):
     score: Mapped[float] = mapped_column(Float)
     detail: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class StoredResponse(Base):
+    """A Responses API response (`store: true`), as its wire JSON without image bytes: those
+    are in `response_images`, once, however many later turns refer to them."""
+
+    __tablename__ = "responses"
+    __table_args__ = (Index("ix_responses_project", "project_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(40))
+    project_id: Mapped[str] = mapped_column(String(40))
+    previous_response_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ResponseItem(Base):
+    """One input or output item of a stored response, in order. `item_id` is the wire id
+    (`msg_…`, `ig_…`); a replayed item appears again under the response that replayed it."""
+
+    __tablename__ = "response_items"
+    __table_args__ = (Index("ix_response_items_project_item", "project_id", "item_id"),)
+
+    response_id: Mapped[str] = mapped_column(
+        ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # input | output
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+
+
+class ResponseImage(Base):
+    """An image a stored response brought in (an input image) or made (a call's result)."""
+
+    __tablename__ = "response_images"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    response_id: Mapped[str] = mapped_column(
+        ForeignKey("responses.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[str] = mapped_column(String(40))
+    media_type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
