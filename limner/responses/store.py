@@ -158,7 +158,12 @@ class ResponseStore:
         with self._database.transaction() as session:
             row = session.scalars(
                 select(ResponseItem)
-                .where(ResponseItem.project_id == scope.project_id, ResponseItem.item_id == item_id)
+                .join(StoredResponse, StoredResponse.id == ResponseItem.response_id)
+                .where(
+                    ResponseItem.project_id == scope.project_id,
+                    ResponseItem.item_id == item_id,
+                    StoredResponse.organization_id == scope.organization_id,
+                )
                 .limit(1)
             ).first()
             return _item(json.loads(row.body)) if row is not None else None
@@ -209,8 +214,12 @@ class ResponseStore:
 
     def _image(self, session: Session, scope: Scope, image_id: str) -> tuple[bytes, str] | None:
         row = session.scalars(
-            select(ResponseImage).where(
-                ResponseImage.id == image_id, ResponseImage.project_id == scope.project_id
+            select(ResponseImage)
+            .join(StoredResponse, StoredResponse.id == ResponseImage.response_id)
+            .where(
+                ResponseImage.id == image_id,
+                ResponseImage.project_id == scope.project_id,
+                StoredResponse.organization_id == scope.organization_id,
             )
         ).first()
         return (row.data, row.media_type) if row is not None else None

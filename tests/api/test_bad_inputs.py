@@ -2,6 +2,7 @@
 
 import base64
 import io
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,54 @@ def edit_files(
 
 IMG = ("image", ("a.png", PNG, "image/png"))
 DATA_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
+
+
+# /v1/responses bodies.
+TOOL: dict[str, Any] = {"type": "image_generation", "quality": "low"}
+USER = {"role": "user", "content": "a red circle"}
+CALL = {
+    "type": "image_generation_call",
+    "id": "ig_replayed",
+    "result": base64.b64encode(PNG).decode(),
+}
+METADATA_17 = {f"k{index}": "v" for index in range(17)}
+
+
+def turn(**body: Any) -> dict[str, Any]:
+    return {"model": "gpt-4.1", "input": "a red circle", "tools": [TOOL], **body}
+
+
+def nomodel() -> dict[str, Any]:
+    return {"input": "a red circle", "tools": [TOOL]}
+
+
+def noinput() -> dict[str, Any]:
+    return {"model": "gpt-4.1", "tools": [TOOL]}
+
+
+def tools(*given: dict[str, Any]) -> dict[str, Any]:
+    return turn(tools=list(given))
+
+
+def items(*given: dict[str, Any]) -> dict[str, Any]:
+    return turn(input=list(given))
+
+
+def user_image(part: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "role": "user",
+        "content": [{"type": "input_text", "text": "edit it"}, {"type": "input_image", **part}],
+    }
+
+
+def tools_with_image(*given: dict[str, Any]) -> dict[str, Any]:
+    return turn(input=[user_image({"image_url": DATA_URL})], tools=list(given))
+
+
+def masked(mask: bytes) -> dict[str, Any]:
+    mask_url = "data:image/png;base64," + base64.b64encode(mask).decode()
+    return tools_with_image({**TOOL, "input_image_mask": {"image_url": mask_url}})
+
 
 CASES = [
     # generations: model and unknown parameters
@@ -549,6 +598,344 @@ CASES = [
     Case("variation as json", "/images/variations", 400, None, None, json={"model": "dall-e-2"}),
     # models and routes
     Case("unknown route", "/images/nothing", 404, "unknown_url", None, json={}),
+    *[
+        Case(name, "/responses", status, code, param, json=body)
+        for name, status, code, param, body in [
+            # the request
+            ("responses unknown mainline", 400, "model_not_found", "model", turn(model="llama")),
+            ("responses no model", 400, "missing_required_parameter", "model", nomodel()),
+            ("responses no input", 400, "missing_required_parameter", "input", noinput()),
+            ("responses input number", 400, "invalid_type", "input", turn(input=3)),
+            ("responses input empty", 400, "invalid_value", "input", turn(input=[])),
+            ("responses blank input", 400, "invalid_value", "input", turn(input="  ")),
+            ("responses unknown key", 400, "unknown_parameter", "foo", turn(foo=1)),
+            ("responses background", 400, "invalid_value", "background", turn(background=True)),
+            (
+                "responses conversation",
+                400,
+                "invalid_value",
+                "conversation",
+                turn(conversation="c"),
+            ),
+            ("responses stream string", 400, "invalid_type", "stream", turn(stream="yes")),
+            ("responses store string", 400, "invalid_type", "store", turn(store="no")),
+            ("responses temperature", 400, "invalid_type", "temperature", turn(temperature="hot")),
+            ("responses metadata", 400, "invalid_value", "metadata", turn(metadata=METADATA_17)),
+            (
+                "responses metadata value",
+                400,
+                "invalid_type",
+                "metadata.a",
+                turn(metadata={"a": 1}),
+            ),
+            # tools and tool_choice
+            ("responses tools object", 400, "invalid_type", "tools", turn(tools={})),
+            (
+                "responses web_search",
+                400,
+                "invalid_value",
+                "tools[0].type",
+                tools({"type": "web_search"}),
+            ),
+            ("responses tool twice", 400, "invalid_value", "tools[1]", tools(TOOL, TOOL)),
+            (
+                "responses tool key",
+                400,
+                "unknown_parameter",
+                "tools[0].foo",
+                tools({**TOOL, "foo": 1}),
+            ),
+            (
+                "responses tool size",
+                400,
+                "invalid_value",
+                "tools[0].size",
+                tools({**TOOL, "size": "9x9"}),
+            ),
+            (
+                "responses tool quality",
+                400,
+                "invalid_value",
+                "tools[0].quality",
+                tools({**TOOL, "quality": "max"}),
+            ),
+            (
+                "responses tool compression",
+                400,
+                "invalid_value",
+                "tools[0].output_compression",
+                tools({**TOOL, "output_compression": 101}),
+            ),
+            (
+                "responses tool partials",
+                400,
+                "invalid_value",
+                "tools[0].partial_images",
+                tools({**TOOL, "partial_images": 4}),
+            ),
+            (
+                "responses tool jpeg transparent",
+                400,
+                "invalid_value",
+                "tools[0].background",
+                tools({**TOOL, "background": "transparent", "output_format": "jpeg"}),
+            ),
+            (
+                "responses tool model dall-e",
+                400,
+                "invalid_value",
+                "tools[0].model",
+                tools({**TOOL, "model": "dall-e-2"}),
+            ),
+            (
+                "responses tool model unknown",
+                400,
+                "invalid_value",
+                "tools[0].model",
+                tools({**TOOL, "model": "nope"}),
+            ),
+            ("responses tool n", 400, "invalid_value", "tools[0].n", tools({**TOOL, "n": 2})),
+            (
+                "responses tool action",
+                400,
+                "invalid_value",
+                "tools[0].action",
+                tools({**TOOL, "action": "paint"}),
+            ),
+            (
+                "responses edit without image",
+                400,
+                None,
+                "tools[0].action",
+                tools({**TOOL, "action": "edit"}),
+            ),
+            (
+                "responses tool_choice string",
+                400,
+                "invalid_value",
+                "tool_choice",
+                turn(tool_choice="always"),
+            ),
+            (
+                "responses tool_choice function",
+                400,
+                "invalid_value",
+                "tool_choice",
+                turn(tool_choice={"type": "function", "name": "f"}),
+            ),
+            (
+                "responses tool_choice absent tool",
+                400,
+                None,
+                "tool_choice",
+                turn(tools=[], tool_choice={"type": "image_generation"}),
+            ),
+            (
+                "responses required no tools",
+                400,
+                None,
+                "tool_choice",
+                turn(tools=[], tool_choice="required"),
+            ),
+            # the chain and replayed items
+            (
+                "responses unknown previous",
+                400,
+                "previous_response_not_found",
+                "previous_response_id",
+                turn(previous_response_id="resp_0123"),
+            ),
+            (
+                "responses malformed previous",
+                400,
+                "invalid_value",
+                "previous_response_id",
+                turn(previous_response_id="resp/../x"),
+            ),
+            (
+                "responses unknown call id",
+                404,
+                None,
+                "input",
+                items(USER, {"type": "image_generation_call", "id": "ig_missing"}),
+            ),
+            (
+                "responses unknown reference",
+                404,
+                None,
+                "input",
+                items({"type": "item_reference", "id": "msg_missing"}, USER),
+            ),
+            ("responses duplicate item", 400, None, "input", items(CALL, CALL, USER)),
+            (
+                "responses call result",
+                400,
+                "invalid_value",
+                "input[0].result",
+                items({**CALL, "result": "not base64!"}, USER),
+            ),
+            (
+                "responses function_call item",
+                400,
+                "invalid_value",
+                "input[0].type",
+                items({"type": "function_call", "name": "f"}),
+            ),
+            (
+                "responses no item type",
+                400,
+                "missing_required_parameter",
+                "input[0].type",
+                items({"id": "x"}),
+            ),
+            (
+                "responses bad role",
+                400,
+                "invalid_value",
+                "input[0].role",
+                items({"role": "robot", "content": "x"}),
+            ),
+            (
+                "responses assistant only",
+                400,
+                None,
+                "input",
+                items({"role": "assistant", "content": "hello"}),
+            ),
+            (
+                "responses input_text in assistant",
+                400,
+                "invalid_value",
+                "input[0].content[0].type",
+                items({"role": "assistant", "content": [{"type": "input_text", "text": "x"}]}),
+            ),
+            (
+                "responses input_file",
+                400,
+                "invalid_value",
+                "input[0].content[0].type",
+                items({"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}),
+            ),
+            # input images and the mask, under the edits endpoint's rules
+            (
+                "responses image file_id",
+                400,
+                "invalid_value",
+                "input[0].content[1].file_id",
+                items(user_image({"file_id": "file-1"})),
+            ),
+            (
+                "responses image no url",
+                400,
+                "missing_required_parameter",
+                "input[0].content[1].image_url",
+                items(user_image({})),
+            ),
+            (
+                "responses image detail",
+                400,
+                "invalid_value",
+                "input[0].content[1].detail",
+                items(user_image({"image_url": DATA_URL, "detail": "ultra"})),
+            ),
+            (
+                "responses image not base64",
+                400,
+                "invalid_image_url",
+                "input[0].content[1].image_url",
+                items(user_image({"image_url": "data:image/png;base64,@@@"})),
+            ),
+            (
+                "responses image remote host",
+                400,
+                "invalid_image_url",
+                "input[0].content[1].image_url",
+                items(user_image({"image_url": "https://example.com/a.png"})),
+            ),
+            (
+                "responses image gif",
+                400,
+                "unsupported_file_mimetype",
+                "input[0].content[1].image_url",
+                items(
+                    user_image(
+                        {"image_url": "data:image/gif;base64," + base64.b64encode(GIF).decode()}
+                    )
+                ),
+            ),
+            (
+                "responses image corrupt",
+                400,
+                "invalid_image_file",
+                "input[0].content[1].image_url",
+                items(
+                    user_image(
+                        {
+                            "image_url": "data:image/png;base64,"
+                            + base64.b64encode(PNG[:60]).decode()
+                        }
+                    )
+                ),
+            ),
+            (
+                "responses image bomb",
+                400,
+                "image_too_large",
+                "input[0].content[1].image_url",
+                items(
+                    user_image(
+                        {
+                            "image_url": "data:image/png;base64,"
+                            + base64.b64encode(bomb_png()).decode()
+                        }
+                    )
+                ),
+            ),
+            (
+                "responses 17 images",
+                400,
+                "invalid_value",
+                "input",
+                items(
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "input_text", "text": "x"},
+                            *[{"type": "input_image", "image_url": DATA_URL}] * 17,
+                        ],
+                    }
+                ),
+            ),
+            (
+                "responses mask size",
+                400,
+                "invalid_mask_image_format",
+                "tools[0].input_image_mask.image_url",
+                masked(mask_bytes((32, 32), (0, 0, 16, 16))),
+            ),
+            (
+                "responses mask no alpha",
+                400,
+                "invalid_mask_image_format",
+                "tools[0].input_image_mask.image_url",
+                masked(NO_ALPHA_MASK),
+            ),
+            (
+                "responses mask file_id",
+                400,
+                "invalid_value",
+                "tools[0].input_image_mask.file_id",
+                tools_with_image({**TOOL, "input_image_mask": {"file_id": "file-1"}}),
+            ),
+            (
+                "responses mask key",
+                400,
+                "unknown_parameter",
+                "tools[0].input_image_mask.url",
+                tools_with_image({**TOOL, "input_image_mask": {"url": "x"}}),
+            ),
+        ]
+    ],
 ]
 
 
@@ -564,14 +951,24 @@ def test_bad_input(live_server: LiveServer, case: Case) -> None:
         # Always multipart, as the SDK sends it: text parts first, then files.
         text_parts = [(name, (None, value.encode())) for name, value in (case.data or {}).items()]
         request["files"] = text_parts + case.files
+    stored, billed = _stored_and_billed(live_server)
     response = httpx.post(live_server.api_url + case.path, **request)
     assert response.status_code == case.status, response.text
+    # Refused before anything ran: nothing kept, nothing billed.
+    assert _stored_and_billed(live_server) == (stored, billed)
     assert response.headers["x-request-id"].startswith("req_")
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["code"] == case.code
     assert error["param"] == case.param
     assert error["message"]
+
+
+def _stored_and_billed(server: LiveServer) -> tuple[int, int]:
+    with sqlite3.connect(server.home / "limner.db") as db:
+        stored = db.execute("SELECT count(*) FROM responses").fetchone()[0]
+        billed = db.execute("SELECT count(*) FROM usage_records").fetchone()[0]
+    return int(stored), int(billed)
 
 
 def test_models_retrieve_unknown(live_server: LiveServer) -> None:
