@@ -25,6 +25,9 @@ A catalog is data: adding a model means editing TOML, not code.
     rules = "gpt-image-1"                      # rules for its own name and non-OpenAI aliases
     auto_quality = "high"                      # what quality=auto resolves to
 
+    mainline_models = ["gpt-4.1", "house-llm"]   # optional, top level: the names /v1/responses
+                                                 # answers to as `model` (default: OpenAI's)
+
 Every key is checked: a misspelt one (`guidence_scale`) is an error naming it, not silence.
 """
 
