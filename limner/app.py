@@ -38,6 +38,8 @@ from limner.moderation.moderator import PolicyModerator, build_moderator
 from limner.moderation.policy import PolicyError
 from limner.moderation.protocol import AllowAll, Moderator
 from limner.moderation.terms import TermListError
+from limner.responses.chat_mainline import ChatMainline
+from limner.responses.mainline import Mainline, Orchestrator
 from limner.responses.service import ResponsesService
 from limner.responses.store import ResponseStore
 from limner.settings import Settings
@@ -140,6 +142,19 @@ def load_backend(spec: BackendSpec) -> ImageBackend:
     return backend
 
 
+def build_mainline(settings: Settings) -> Mainline:
+    """The Responses API's decider: a configured language model, else the rule-based one."""
+    if settings.mainline_url is None:
+        return Orchestrator()
+    logger.info("responses: the mainline model is %s", settings.mainline_url)
+    return ChatMainline(
+        settings.mainline_url,
+        model=settings.mainline_model,
+        api_key=settings.mainline_api_key,
+        timeout_seconds=settings.mainline_timeout_seconds,
+    )
+
+
 def build_moderation(settings: Settings, database: Database) -> Moderator:
     """The operator's moderator with its checks loaded now, or AllowAll when turned off."""
     if not settings.moderation:
@@ -220,7 +235,11 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     image_service = ImageService(catalog, engine, moderator, tiers, meter)
     app.state.image_service = image_service
     app.state.responses_service = ResponsesService(
-        catalog, image_service, ResponseStore(database), settings.allowed_image_hosts
+        catalog,
+        image_service,
+        ResponseStore(database),
+        settings.allowed_image_hosts,
+        mainline=build_mainline(settings),
     )
     routers = [images.router, responses.router, models.router, files.router, health.router]
     routers += [admin.router, operator.router, moderation.router, metrics.router]

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     public_url: str | None = None
     image_url_ttl_seconds: int = 3600
     max_upload_bytes: int = 50 * 1024 * 1024
+    # The Responses API's mainline: an OpenAI-compatible chat-completions API (".../v1") that
+    # decides the image calls and writes the replies; None: Limner orchestrates by rule.
+    # `mainline_model` is the name sent to it (None: the request's `model`).
+    mainline_url: str | None = None
+    mainline_model: str | None = None
+    mainline_api_key: str | None = None
+    mainline_timeout_seconds: float = 60.0
     # Moderation (prompt, input and output checks). Off only when the operator says so.
     moderation: bool = True
     # The operator's moderation policy (TOML, the shape of limner/moderation/policy.default.toml)

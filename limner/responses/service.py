@@ -27,7 +27,7 @@ from limner.images.rules import resolve_tool
 from limner.images.run import ImageRun
 from limner.images.service import ImageService
 from limner.responses.conversation import Conversation, ImagePart, Item, read_input
-from limner.responses.mainline import Mainline, Orchestrator, Plan
+from limner.responses.mainline import Mainline, Orchestrator, Plan, TurnAsk
 from limner.responses.request import TurnRequest, parse_request
 from limner.responses.store import ItemsPage, ResponseStore, Scope
 from limner.responses.turn import Turn, TurnRecord
@@ -63,12 +63,14 @@ class ResponsesService:
             request.input, history, self._store.lookup(scope), self._fetch
         )
         conversation = Conversation(history, turn_items)
-        plan = self._mainline.plan(
-            conversation,
-            request.instructions,
+        ask = TurnAsk(
+            model=request.model,
+            instructions=request.instructions,
             may_call=request.may_call,
+            required=request.call_mode == "required",
             action=_action(request),
         )
+        plan = await self._mainline.plan(conversation, ask)
         run = None
         if plan.call:
             run = await self._call(caller, request, plan, scope, request_id)

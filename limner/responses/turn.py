@@ -167,7 +167,12 @@ class Turn:
             return self._final
         self._output.append(wire.message(self._message_id, self.plan.reply))
         image_usage = self.run.usage if self.run is not None else None
-        final = self._response("completed", image_usage=image_usage, completed_at=int(time.time()))
+        final = self._response(
+            "completed",
+            image_usage=image_usage,
+            mainline_usage=self.plan.usage,
+            completed_at=int(time.time()),
+        )
         if self.request.store:
             images = {self._call_id: self._image} if self.run is not None else {}
             await asyncio.to_thread(self._save, final, images)

@@ -5,6 +5,7 @@ from typing import Any
 
 from limner.images.rules import ResolvedRequest
 from limner.images.usage import ImageUsage
+from limner.responses.mainline import MainlineUsage
 from limner.responses.request import TurnRequest
 
 # The tool as the hosted API echoes it in `response.tools`: its defaults filled in (§1.4).
@@ -39,6 +40,7 @@ def response_object(
     output: list[dict[str, Any]],
     *,
     image_usage: ImageUsage | None = None,
+    mainline_usage: MainlineUsage | None = None,
     error: dict[str, Any] | None = None,
     completed_at: int | None = None,
 ) -> dict[str, Any]:
@@ -61,19 +63,20 @@ def response_object(
         "tool_choice": request.tool_choice,
         "tools": tools_echo(request),
         **request.echoed,
-        "usage": _mainline_usage() if terminal else None,
+        "usage": _mainline_usage(mainline_usage or MainlineUsage()) if terminal else None,
         "tool_usage": _tool_usage(image_usage) if terminal else None,
     }
 
 
-def _mainline_usage() -> dict[str, Any]:
-    """No language model ran: zero mainline tokens (the image's are in `tool_usage`)."""
+def _mainline_usage(usage: MainlineUsage) -> dict[str, Any]:
+    """The mainline model's tokens (zeros when Limner orchestrates alone); the image's are in
+    `tool_usage`."""
     return {
-        "input_tokens": 0,
+        "input_tokens": usage.input_tokens,
         "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-        "output_tokens": 0,
+        "output_tokens": usage.output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": 0,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
     }
 
 

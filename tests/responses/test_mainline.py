@@ -1,7 +1,9 @@
 """The orchestrator's plan: the prompt, the images an edit takes, in order, and the reply."""
 
-from limner.responses.conversation import Conversation, ImageCall, ImagePart, Message
-from limner.responses.mainline import Orchestrator
+import asyncio
+
+from limner.responses.conversation import Conversation, ImageCall, ImagePart, Item, Message
+from limner.responses.mainline import Orchestrator, Plan, ToolAction, TurnAsk
 
 
 def user(text: str, *images: ImagePart) -> Message:
@@ -16,12 +18,16 @@ def image(name: str) -> ImagePart:
     return ImagePart("image/png", "input", data=name.encode())
 
 
-def plan(history: list, turn: list, **options):  # type: ignore[no-untyped-def]
-    options.setdefault("may_call", True)
-    options.setdefault("action", "auto")
-    return Orchestrator().plan(
-        Conversation(history, turn), options.pop("instructions", None), **options
-    )
+def plan(
+    history: list[Item],
+    turn: list[Item],
+    *,
+    instructions: str | None = None,
+    may_call: bool = True,
+    action: ToolAction = "auto",
+) -> Plan:
+    ask = TurnAsk("gpt-4.1", instructions, may_call, required=False, action=action)
+    return asyncio.run(Orchestrator().plan(Conversation(history, turn), ask))
 
 
 def test_a_first_turn_generates_from_the_latest_user_text() -> None:
