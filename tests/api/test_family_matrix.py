@@ -213,3 +213,65 @@ def test_models_without_edits_refuse_them(sdk: openai.OpenAI, model: str) -> Non
     with pytest.raises(openai.BadRequestError, match="cannot edit images") as refused:
         sdk.images.edit(model=model, image=picture((200, 30, 30)), prompt="make it blue")
     assert refused.value.body["param"] == "image"  # type: ignore[index]
+
+
+def _user(text: str, *images: bytes) -> dict[str, object]:
+    parts: list[dict[str, str]] = [{"type": "input_text", "text": text}]
+    parts += [
+        {
+            "type": "input_image",
+            "image_url": "data:image/png;base64," + base64.b64encode(i).decode(),
+        }
+        for i in images
+    ]
+    return {"role": "user", "content": parts}
+
+
+def _call_result(response: object) -> bytes:
+    calls = [o for o in response.output if o.type == "image_generation_call"]  # type: ignore[attr-defined]
+    assert len(calls) == 1
+    return base64.b64decode(calls[0].result)
+
+
+@pytest.mark.parametrize("model", names(edits=("instruct",)))
+def test_responses_edits_reach_the_model_as_the_edits_endpoint_sends_them(
+    sdk: openai.OpenAI, model: str
+) -> None:
+    """Input images of the turn (then the conversation's latest image) go to the instruction
+    edit model natively, in order: the same image as /v1/images/edits makes from them."""
+    tool = {"type": "image_generation", "model": model, "quality": "low", "seed": 4}
+    red, green = picture((200, 30, 30))[1], picture((30, 200, 30))[1]
+    first = sdk.responses.create(
+        model="gpt-4.1", input=[_user("make it blue", red, green)], tools=[tool]
+    )
+    edits = sdk.images.edit(
+        model=model,
+        image=[("a.png", red, "image/png"), ("b.png", green, "image/png")],
+        prompt="make it blue",
+        quality="low",
+        extra_body={"seed": 4},
+    )
+    assert _call_result(first) == b64(edits)[0]
+    # The next turn edits that result, with a new reference of its own first.
+    second = sdk.responses.create(
+        model="gpt-4.1",
+        input=[_user("add this", green)],
+        previous_response_id=first.id,
+        tools=[tool],
+    )
+    chained = sdk.images.edit(
+        model=model,
+        image=[("b.png", green, "image/png"), ("r.png", _call_result(first), "image/png")],
+        prompt="add this",
+        quality="low",
+        extra_body={"seed": 4},
+    )
+    assert _call_result(second) == b64(chained)[0]
+
+
+@pytest.mark.parametrize("model", names(generates=False))
+def test_responses_with_an_edit_only_model_need_an_image(sdk: openai.OpenAI, model: str) -> None:
+    tool = {"type": "image_generation", "model": model, "quality": "low"}
+    with pytest.raises(openai.BadRequestError, match="only edits images") as refused:
+        sdk.responses.create(model="gpt-4.1", input="a red dot", tools=[tool])
+    assert refused.value.body["param"] == "tools[0].model"  # type: ignore[index]
