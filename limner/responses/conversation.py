@@ -212,15 +212,7 @@ async def _input_image(part: dict[str, Any], param: str, fetch: FetchImage) -> I
             f"Invalid value: '{detail}'. Supported values are: 'low', 'high', and 'auto'.",
             f"{param}.detail",
         )
-    if part.get("file_id") is not None:
-        raise InvalidValue(
-            "This server has no Files API: send the image as `image_url` (a base64 data URL).",
-            f"{param}.file_id",
-        )
-    url = part.get("image_url")
-    if not isinstance(url, str):
-        raise MissingParameter(f"{param}.image_url")
-    upload = await fetch(url, f"{param}.image_url")
+    upload = await fetch(image_url(part, param), f"{param}.image_url")
     return ImagePart(upload.content_type, upload.field, data=upload.data, detail=detail)
 
 
@@ -255,6 +247,20 @@ async def _image_call(entry: dict[str, Any], param: str, lookup: ItemLookup) -> 
         # The same call, replayed: the bytes in hand render it; the store keeps its own once.
         image.stored_id = stored.image.stored_id
     return ImageCall(item_id, wire, image)
+
+
+def image_url(reference: dict[str, Any], param: str) -> str:
+    """The `image_url` of an input image or mask at `param`; `file_id` names a Files API this
+    server does not have."""
+    if reference.get("file_id") is not None:
+        raise InvalidValue(
+            "This server has no Files API: send the image as `image_url` (a base64 data URL).",
+            f"{param}.file_id",
+        )
+    url = reference.get("image_url")
+    if not isinstance(url, str):
+        raise MissingParameter(f"{param}.image_url")
+    return url
 
 
 def _item_id(entry: dict[str, Any], param: str, *, required: bool) -> str | None:

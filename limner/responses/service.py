@@ -26,7 +26,7 @@ from limner.images.references import read_image_url
 from limner.images.rules import resolve_tool
 from limner.images.run import ImageRun
 from limner.images.service import ImageService
-from limner.responses.conversation import Conversation, ImagePart, Item, read_input
+from limner.responses.conversation import Conversation, ImagePart, Item, image_url, read_input
 from limner.responses.mainline import Mainline, Orchestrator, Plan, TurnAsk
 from limner.responses.request import TurnRequest, parse_request
 from limner.responses.store import ItemsPage, ResponseStore, Scope
@@ -180,15 +180,7 @@ def _mask(tool: Mapping[str, Any], param: str) -> Upload | None:
     for key in mask:
         if key not in ("image_url", "file_id"):
             raise UnknownParameter(f"{path}.{key}")
-    if mask.get("file_id") is not None:
-        raise InvalidValue(
-            "This server has no Files API: send the mask as `image_url` (a base64 data URL).",
-            f"{path}.file_id",
-        )
-    url = mask.get("image_url")
-    if not isinstance(url, str):
-        raise InvalidRequest(f"Missing required parameter: '{path}.image_url'.", path)
-    return decode_data_url(url, f"{path}.image_url")
+    return decode_data_url(image_url(mask, path), f"{path}.image_url")
 
 
 def _limit(value: Any) -> int:

@@ -74,6 +74,17 @@ def data_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
+def with_image(text: str, image: bytes) -> dict[str, Any]:
+    """A user message: its text, then one input image."""
+    return {
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": text},
+            {"type": "input_image", "image_url": data_url(image)},
+        ],
+    }
+
+
 def test_create_makes_one_image_call_then_a_message(
     client: openai.OpenAI, live_server: LiveServer
 ) -> None:
@@ -414,28 +425,12 @@ def test_input_images_become_the_edit_inputs(client: openai.OpenAI) -> None:
     photo = png_bytes((64, 64), "navy")
     edited = client.responses.create(
         model=MAINLINE,
-        input=[
-            {
-                "role": "user",
-                "content": [
-                    {"type": "input_text", "text": "make it brighter"},
-                    {"type": "input_image", "image_url": data_url(photo)},
-                ],
-            }
-        ],
+        input=[with_image("make it brighter", photo)],
         tools=[tool(seed=3)],
     )
     other = client.responses.create(
         model=MAINLINE,
-        input=[
-            {
-                "role": "user",
-                "content": [
-                    {"type": "input_text", "text": "make it brighter"},
-                    {"type": "input_image", "image_url": data_url(png_bytes((64, 64), "red"))},
-                ],
-            }
-        ],
+        input=[with_image("make it brighter", png_bytes((64, 64), "red"))],
         tools=[tool(seed=3)],
     )
     assert image_call(edited).action == "edit"
@@ -454,15 +449,7 @@ def test_input_images_become_the_edit_inputs(client: openai.OpenAI) -> None:
     # A mask applies to the first input image: outside it, the input comes back.
     masked = client.responses.create(
         model=MAINLINE,
-        input=[
-            {
-                "role": "user",
-                "content": [
-                    {"type": "input_text", "text": "a yellow sun"},
-                    {"type": "input_image", "image_url": data_url(photo)},
-                ],
-            }
-        ],
+        input=[with_image("a yellow sun", photo)],
         tools=[tool(seed=3, input_image_mask={"image_url": data_url(mask_bytes())})],
     )
     masked_api = client.images.edit(
@@ -479,15 +466,7 @@ def test_input_images_become_the_edit_inputs(client: openai.OpenAI) -> None:
     # action=generate ignores the images the conversation holds.
     generated = client.responses.create(
         model=MAINLINE,
-        input=[
-            {
-                "role": "user",
-                "content": [
-                    {"type": "input_text", "text": "make it brighter"},
-                    {"type": "input_image", "image_url": data_url(photo)},
-                ],
-            }
-        ],
+        input=[with_image("make it brighter", photo)],
         tools=[tool(seed=3, action="generate")],
     )
     assert image_call(generated).action == "generate"
