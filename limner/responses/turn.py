@@ -109,7 +109,7 @@ class Turn:
         failed = self._response(
             "failed", error={"code": error.code or error.type, "message": error.message}
         )
-        if self.request.store:
+        if self.request.store and self._final is None:  # not already kept as completed
             await asyncio.to_thread(self._save, failed, {})
         return [
             self._event("error", error=wire_error),
