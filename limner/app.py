@@ -44,7 +44,7 @@ from limner.responses.service import ResponsesService
 from limner.responses.store import ResponseStore
 from limner.settings import Settings
 from limner.storage.blobs import BlobStore
-from limner.storage.db import Database, make_engine, upgrade
+from limner.storage.db import Database, check_revision, make_engine, upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,10 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     settings.prepare_home()
     catalog = load_catalog(settings)
     database = Database(make_engine(settings.resolved_database_url))
-    upgrade(database.engine)
+    if settings.migrate_on_start:
+        upgrade(database.engine)
+    else:
+        check_revision(database.engine)
     organizations = Organizations(
         database, new_verified=settings.new_org_verified, new_tier=settings.new_org_tier
     )
@@ -246,5 +249,5 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     for router in routers:
         app.include_router(router)
     errors.install(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, from_proxy=settings.behind_proxy)
     return app

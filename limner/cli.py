@@ -115,6 +115,22 @@ def serve(
             help="text lines, or json lines (one object per record) for a log pipeline.",
         ),
     ] = "text",
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Run on Ray Serve (the `ray` extra): docs/scale-out.md.")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Join this Ray cluster (e.g. ray://head:10001); default: start one."),
+    ] = None,
+    engine_replicas: Annotated[
+        int, typer.Option(min=1, help="With --ray: engine replicas per catalog backend.")
+    ] = 1,
+    ingress_replicas: Annotated[
+        int, typer.Option(min=1, help="With --ray: replicas of the HTTP app.")
+    ] = 1,
+    engine_cpus: Annotated[
+        float, typer.Option(help="With --ray: CPUs each engine replica reserves.")
+    ] = 1.0,
 ) -> None:
     """Start the HTTP server."""
     import uvicorn
@@ -127,6 +143,11 @@ def serve(
     logs.route_library_logs()
     settings = _settings(home, model_path=model, catalog=catalog)
     _check_port_free(host, port)  # before the model loads: a taken port is told in a second
+    if ray:
+        _serve_on_ray(
+            settings, host, port, ray_address, engine_replicas, ingress_replicas, engine_cpus
+        )
+        return
     application = create_app(settings)
     if settings.api_key is None:
         _announce_first_key(application.state.projects, settings.home, host, port)
@@ -144,6 +165,41 @@ def serve(
         access_log=False,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=30,
+    )
+
+
+def _serve_on_ray(
+    settings: Settings,
+    host: str,
+    port: int,
+    address: str | None,
+    engine_replicas: int,
+    ingress_replicas: int,
+    engine_cpus: float,
+) -> None:
+    try:
+        from limner.scaleout import launch
+    except ImportError as exc:
+        raise ConfigurationError(
+            f'--ray needs Ray Serve, which is not installed ({exc.name}): pip install -e ".[ray]"'
+        ) from exc
+    from limner.app import load_catalog
+    from limner.storage.db import make_engine, upgrade
+
+    settings.prepare_home()
+    # Migrated once, here; the replicas only check the revision.
+    database = make_engine(settings.resolved_database_url)
+    upgrade(database)
+    database.dispose()
+    launch.run(
+        settings,
+        load_catalog(settings),
+        host=host,
+        port=port,
+        address=address,
+        engine_replicas=engine_replicas,
+        ingress_replicas=ingress_replicas,
+        engine_cpus=engine_cpus,
     )
 
 

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     mainline_model: str | None = None
     mainline_api_key: str | None = None
     mainline_timeout_seconds: float = 60.0
+    # Migrate the database at start (the single process); replicas of a cluster only check it,
+    # after one `limner db upgrade`.
+    migrate_on_start: bool = True
+    # Behind a proxy that owns `x-request-id` (Ray Serve's): take the id from the request and
+    # leave the response header to the proxy, so a client sees one id, not two.
+    behind_proxy: bool = False
     # Moderation (prompt, input and output checks). Off only when the operator says so.
     moderation: bool = True
     # The operator's moderation policy (TOML, the shape of limner/moderation/policy.default.toml)

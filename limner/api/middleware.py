@@ -19,14 +19,18 @@ def new_request_id() -> str:
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """`from_proxy`: a proxy in front (Ray Serve's) has put the id on the request and adds it
+    to the response itself; the id is taken from there and not added a second time."""
+
+    def __init__(self, app: ASGIApp, from_proxy: bool = False) -> None:
         self.app = app
+        self.from_proxy = from_proxy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = new_request_id()
+        request_id = (self._proxy_id(scope) if self.from_proxy else None) or new_request_id()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status: int | None = None
@@ -40,7 +44,8 @@ class RequestIdMiddleware:
                     for name, value in message.get("headers", [])
                     if name.lower() != b"x-request-id"
                 ]
-                headers.append((b"x-request-id", request_id.encode()))
+                if not self.from_proxy:
+                    headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)
 
@@ -49,6 +54,13 @@ class RequestIdMiddleware:
         finally:
             _log_access(scope, status, time.perf_counter() - started)
             request_id_var.reset(token)
+
+    @staticmethod
+    def _proxy_id(scope: Scope) -> str | None:
+        for name, value in scope.get("headers", []):
+            if name.lower() == b"x-request-id":
+                return bytes(value).decode("latin-1")
+        return None
 
 
 def _log_access(scope: Scope, status: int | None, seconds: float) -> None:

@@ -2,6 +2,7 @@
 batching jobs that can share a pipeline call."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 
 from PIL import Image
@@ -20,6 +21,8 @@ from limner.engine.worker import DeviceWorker, Outcome, Ticket
 from limner.errors import ServerError
 
 __all__ = ["LocalEngine", "RenderCancelled", "render"]
+
+logger = logging.getLogger(__name__)
 
 
 class LocalEngine:
@@ -87,6 +90,7 @@ class LocalEngine:
                 ticket.leave()
                 worker.withdraw(ticket)
                 metrics.RENDERS_CANCELLED.labels(job.backend).inc()
+                logger.info("render %s on %s cancelled", job.request_id, job.backend)
 
     def backends(self) -> list[BackendInfo]:
         return [backend.info() for backend in self._backends.values()]

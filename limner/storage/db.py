@@ -7,6 +7,8 @@ from typing import cast
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -64,6 +66,24 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def check_revision(engine: Engine) -> None:
+    """Refuse to start on a database that is not at the newest schema (replicas of a cluster,
+    which leave migrating to one `limner db upgrade`)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except DBAPIError as exc:
+        raise DatabaseUnavailable(f"cannot open the database: {exc.orig or exc}") from exc
+    if current != head:
+        raise DatabaseUnavailable(
+            f"the database is at schema revision {current or 'none'}, not {head}: run "
+            "`limner db upgrade` once before starting the replicas."
+        )
 
 
 class Database:

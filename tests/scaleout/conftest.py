@@ -1,0 +1,79 @@
+"""One Ray cluster for the whole session: `limner serve --ray` (started as a user starts it) on
+PostgreSQL and Redis, two ingress replicas, two CPU engine replicas per backend, loopback only,
+no dashboard (shared/design/ray-serve.md §5)."""
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LiveServer, postgres_schema, start_server, stop_server
+
+RAY_CATALOG = """
+[backends.tiny]
+path = "{tiny}"
+[backends.tiny.quality]
+low = {{ steps = 2, resolution = 32 }}
+medium = {{ steps = 3, resolution = 48 }}
+high = {{ steps = 4, resolution = 64 }}
+
+# Hundreds of steps: a render that takes seconds, to leave or to kill mid-way.
+[backends.slow]
+path = "{tiny}"
+[backends.slow.quality]
+low = {{ steps = 300, resolution = 64 }}
+medium = {{ steps = 300, resolution = 64 }}
+high = {{ steps = 300, resolution = 64 }}
+
+[models.gpt-image-1]
+backend = "tiny"
+aliases = ["dall-e-2"]
+
+[models.slow-model]
+backend = "slow"
+"""
+
+# Ray's own processes on 127.0.0.1 only, no usage reporting, no token auth (loopback tests).
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    # Every replica's lines as they are (tests read which replica logged what).
+    "RAY_DEDUP_LOGS": "0",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def ray_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_pipeline_dir: Path
+) -> Iterator[LiveServer]:
+    pytest.importorskip("ray.serve", reason='Ray Serve is not installed: pip install -e ".[ray]"')
+    root = tmp_path_factory.mktemp("ray")
+    catalog = root / "catalog.toml"
+    catalog.write_text(RAY_CATALOG.format(tiny=tiny_pipeline_dir))
+    with postgres_schema("limner_ray") as url:
+        server = start_server(
+            root / "home",
+            [
+                *("--catalog", str(catalog), "--ray", "--ingress-replicas", "2"),
+                *("--engine-replicas", "2", "--engine-cpus", "0.25"),
+            ],
+            env={
+                **RAY_ENV,
+                "LIMNER_DATABASE_URL": url,
+                "LIMNER_REDIS_URL": "redis://127.0.0.1:6379/3",
+            },
+        )
+        try:
+            yield server
+        finally:
+            stop_server(server)
+            # Nothing of the cluster may outlive the session, whatever happened above.
+            subprocess.run(
+                [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"],
+                capture_output=True,
+                check=False,
+            )

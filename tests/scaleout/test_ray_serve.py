@@ -1,0 +1,191 @@
+"""Limner on Ray Serve, end to end through the official SDK: concurrent requests billed once
+each, partial images streamed through the proxy, a client that leaves cancelling the render on
+its replica, a replica killed mid-request, signed URLs from either ingress replica."""
+
+import re
+import subprocess
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.api.conftest import new_organization, project_key
+from tests.conftest import LiveServer
+
+pytestmark = pytest.mark.ray
+
+
+def customer(server: LiveServer, name: str) -> tuple[openai.OpenAI, openai.OpenAI]:
+    """A fresh organization's SDK clients: its project key, and its admin key."""
+    created = new_organization(server, name=name, verified=True, tier="5")
+    key = project_key(server, created["id"], created["default_project_id"])
+    sdk = openai.OpenAI(base_url=server.api_url, api_key=key, max_retries=0, timeout=120)
+    admin = openai.OpenAI(
+        base_url=server.api_url,
+        admin_api_key=created["admin_api_key"]["value"],
+        api_key="",
+        max_retries=0,
+    )
+    return sdk, admin
+
+
+def billed_images(admin: openai.OpenAI) -> int:
+    usage = admin.admin.organization.usage.images(
+        start_time=int(time.time()) - 3600, bucket_width="1d"
+    )
+    return sum(result.images for bucket in usage.data for result in bucket.results)
+
+
+def engine_pids(backend: str) -> list[int]:
+    found = subprocess.run(
+        ["pgrep", "-f", f"ServeReplica:limner:engine-{backend}"], capture_output=True, text=True
+    )
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def wait_for(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def test_twenty_concurrent_requests_are_answered_and_each_billed_once(
+    ray_server: LiveServer,
+) -> None:
+    sdk, admin = customer(ray_server, "ray-burst")
+
+    def one(index: int) -> Any:
+        return sdk.images.with_raw_response.generate(
+            model="gpt-image-1", prompt=f"a dot {index}", quality="low"
+        )
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(one, range(20)))
+    assert all(answer.status_code == 200 for answer in answers)
+    assert all(answer.parse().data[0].b64_json for answer in answers)
+    # One request id per response: the proxy's, which the app logs and bills under.
+    ids = [answer.headers.get_list("x-request-id") for answer in answers]
+    assert all(len(found) == 1 for found in ids) and len({found[0] for found in ids}) == 20
+    assert billed_images(admin) == 20
+
+
+def test_partial_images_stream_through_the_proxy(ray_server: LiveServer) -> None:
+    sdk, admin = customer(ray_server, "ray-stream")
+    arrivals: list[tuple[str, float]] = []
+    started = time.monotonic()
+    for event in sdk.images.generate(
+        model="gpt-image-1", prompt="a cat", quality="high", stream=True, partial_images=2
+    ):
+        arrivals.append((event.type, time.monotonic() - started))
+    kinds = [kind for kind, _ in arrivals]
+    assert kinds == ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
+    assert billed_images(admin) == 1
+    response = sdk.responses.create(
+        model="gpt-4.1",
+        input="a boat",
+        stream=True,
+        tools=[{"type": "image_generation", "quality": "high", "partial_images": 2}],
+    )
+    events = [event.type for event in response]
+    assert events[0] == "response.created" and events[-1] == "response.completed"
+    assert events.count("response.image_generation_call.partial_image") == 2
+
+
+def test_a_client_that_leaves_cancels_the_render_on_its_replica(ray_server: LiveServer) -> None:
+    sdk, admin = customer(ray_server, "ray-leave")
+    request_id = f"req_leave_{uuid.uuid4().hex}"
+    with httpx.stream(
+        "POST",
+        ray_server.api_url + "/images/generations",
+        json={
+            "model": "slow-model",
+            "prompt": "a slow dot",
+            "quality": "low",
+            "stream": True,
+            "partial_images": 3,
+        },
+        headers={"authorization": f"Bearer {sdk.api_key}", "x-request-id": request_id},
+        timeout=60,
+    ) as response:
+        assert response.headers.get_list("x-request-id") == [request_id]
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                break
+    # The engine replica's own log line, forwarded by Ray to the server's output.
+    wait_for(
+        lambda: f"render {request_id} on slow cancelled" in ray_server.log.read_text(),
+        30,
+        "the replica cancelling the render",
+    )
+    assert billed_images(admin) == 0
+
+
+def test_a_killed_replica_is_a_clean_error_and_the_cluster_serves_on(
+    ray_server: LiveServer,
+) -> None:
+    sdk, admin = customer(ray_server, "ray-kill")
+    body = {"model": "slow-model", "prompt": "x", "quality": "low", "stream": True}
+    headers = {"authorization": f"Bearer {sdk.api_key}"}
+    before = engine_pids("slow")
+    assert len(before) == 2
+
+    def stream() -> list[str]:
+        lines: list[str] = []
+        with httpx.stream(
+            "POST",
+            ray_server.api_url + "/images/generations",
+            json={**body, "partial_images": 3},
+            headers=headers,
+            timeout=60,
+        ) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    lines.append(line)
+                    if len(lines) == 1:
+                        for pid in before:  # every slow replica, mid-render
+                            subprocess.run(["kill", "-9", str(pid)], check=False)
+        return lines
+
+    lines = stream()
+    assert '"error"' in lines[-1] and "server_error" in lines[-1]
+    # Other backends serve on at once; the killed replicas are replaced.
+    result = sdk.images.generate(model="gpt-image-1", prompt="a dot", quality="low")
+    assert result.data and result.data[0].b64_json
+    wait_for(
+        lambda: len(engine_pids("slow")) == 2 and not set(engine_pids("slow")) & set(before),
+        60,
+        "two new slow replicas",
+    )
+    assert billed_images(admin) == 1  # the dot, not the killed render
+
+
+def test_signed_urls_are_served_by_every_ingress_replica(ray_server: LiveServer) -> None:
+    sdk, _admin = customer(ray_server, "ray-urls")
+    result = sdk.images.generate(model="dall-e-2", prompt="a dot", size="256x256")
+    assert result.data and result.data[0].url
+    url = result.data[0].url
+    for _ in range(12):
+        assert httpx.get(url, timeout=30).status_code == 200
+    # The proxy spread the fetches over both ingress replicas (each logs its access lines).
+    path = re.escape(httpx.URL(url).path)
+    pids = set(
+        re.findall(
+            rf"ServeReplica:limner:ingress pid=(\d+).*GET {path} 200", ray_server.log.read_text()
+        )
+    )
+    assert len(pids) == 2
+
+
+def test_healthz_answers_from_cached_state(ray_server: LiveServer) -> None:
+    health = httpx.get(ray_server.base_url + "/healthz", timeout=10).json()
+    assert health["status"] == "ok"
+    assert {backend["name"] for backend in health["backends"]} == {"tiny", "slow"}
+    assert httpx.get(ray_server.base_url + "/healthz", timeout=10).elapsed.total_seconds() < 1
