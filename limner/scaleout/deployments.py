@@ -5,6 +5,7 @@ LocalEngine inside) and `Ingress` (the whole FastAPI app, its engine a RayEngine
 handles), so nothing of create_app is pickled, and it imports nothing of torch.
 """
 
+import logging
 import os
 from typing import Any
 
@@ -14,6 +15,8 @@ from limner.catalog import BackendSpec
 from limner.engine.types import BackendInfo, RenderJob
 from limner.scaleout.ray_engine import RayEngine
 from limner.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 class EngineReplica:
@@ -44,6 +47,7 @@ class EngineReplica:
         )
 
     async def stream(self, job: RenderJob) -> Any:
+        logger.info("render %s on %s in replica pid %d", job.request_id, job.backend, os.getpid())
         # Serve cancelling this generator (the client left) lands in LocalEngine.stream's wait,
         # whose cleanup withdraws the job: the render stops at its next step.
         async for event in self._engine.stream(job):

@@ -5,19 +5,23 @@ a Serve config file names (deploy/ray-serve.yaml)."""
 import logging
 import signal
 import time
-from typing import Any
+from typing import Any, Literal
 
 import ray
 from ray import serve
+from ray.serve.config import RequestRouterConfig
 
 from limner.catalog import BackendSpec, Catalog
 from limner.errors import ConfigurationError
 from limner.scaleout.deployments import engine_deployment, ingress_deployment
+from limner.scaleout.router import ROUTER_CLASS
 from limner.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 APP_NAME = "limner"
+# How engine deployments pick a replica: by batch key (ours), or Serve's default.
+Router = Literal["batch_key", "default"]
 
 
 def build_application(
@@ -29,11 +33,14 @@ def build_application(
     engine_cpus: float = 1.0,
     engine_gpus: float | None = None,
     autoscaling: dict[str, Any] | None = None,
+    router: Router = "batch_key",
 ) -> Any:
     """The bound application: one engine deployment per catalog backend, one ingress."""
     check_shared_state(settings, ingress_replicas)
     engines = {
-        spec.name: _engine(spec, settings, engine_replicas, engine_cpus, engine_gpus, autoscaling)
+        spec.name: _engine(
+            spec, settings, engine_replicas, engine_cpus, engine_gpus, autoscaling, router
+        )
         for spec in catalog.backends()
     }
     # Replicas check the schema, they do not migrate it: `limner db upgrade` ran once.
@@ -54,6 +61,7 @@ def _engine(
     cpus: float,
     gpus: float | None,
     autoscaling: dict[str, Any] | None,
+    router: "Router",
 ) -> Any:
     on_gpu = spec.device.startswith("cuda") if gpus is None else gpus > 0
     options: dict[str, Any] = {
@@ -64,6 +72,12 @@ def _engine(
         # At least one long render may finish when a replica is taken down.
         "graceful_shutdown_timeout_s": 60,
     }
+    if router == "batch_key":
+        # Jobs that can share a pipeline call meet on one replica (limner/scaleout/router.py).
+        options["request_router_config"] = RequestRouterConfig(
+            request_router_class=ROUTER_CLASS,  # type: ignore[arg-type]
+            request_router_kwargs={"imbalance": settings.max_batch_images},
+        )
     if autoscaling:
         options["autoscaling_config"] = autoscaling
     else:

@@ -189,3 +189,46 @@ def test_healthz_answers_from_cached_state(ray_server: LiveServer) -> None:
     assert health["status"] == "ok"
     assert {backend["name"] for backend in health["backends"]} == {"tiny", "slow"}
     assert httpx.get(ray_server.base_url + "/healthz", timeout=10).elapsed.total_seconds() < 1
+
+
+def test_jobs_that_can_batch_meet_on_one_engine_replica(ray_server: LiveServer) -> None:
+    """Long renders with one batch key, each sent once the previous one has reached its
+    replica: every ingress replica's router sends them to the replica already rendering that
+    key (each ingress replica routes on its own, so the test groups by ingress)."""
+    sdk, _admin = customer(ray_server, "ray-route")
+    body = {"model": "slow-model", "prompt": "x", "quality": "low", "stream": True}
+    ids = [f"req_route_{uuid.uuid4().hex}" for _ in range(6)]
+    client = httpx.Client(timeout=60)
+    streams = []
+    try:
+        for request_id in ids:
+            headers = {"authorization": f"Bearer {sdk.api_key}", "x-request-id": request_id}
+            stream = client.stream(
+                "POST", ray_server.api_url + "/images/generations", json=body, headers=headers
+            )
+            streams.append(stream)
+            assert stream.__enter__().status_code == 200
+            wait_for(
+                lambda rid=request_id: (
+                    f"render {rid} on slow in replica" in ray_server.log.read_text()
+                ),
+                30,
+                "the job reaching a replica",
+            )
+    finally:
+        for stream in streams:
+            stream.__exit__(None, None, None)
+        client.close()
+    log = ray_server.log.read_text()
+    engine_of = {
+        rid: re.search(rf"render {rid} on slow in replica pid (\d+)", log).group(1)  # type: ignore[union-attr]
+        for rid in ids
+    }
+    ingress_of = {
+        rid: re.search(rf"ServeReplica:limner:ingress pid=(\d+)\).*\[{rid}\]", log).group(1)  # type: ignore[union-attr]
+        for rid in ids
+    }
+    by_ingress: dict[str, set[str]] = {}
+    for rid in ids:
+        by_ingress.setdefault(ingress_of[rid], set()).add(engine_of[rid])
+    assert all(len(engines) == 1 for engines in by_ingress.values()), by_ingress
