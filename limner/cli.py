@@ -4,6 +4,7 @@ import errno
 import os
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -122,15 +123,19 @@ def serve(
         str | None,
         typer.Option(help="Join this Ray cluster (e.g. ray://head:10001); default: start one."),
     ] = None,
+    ray_plan: Annotated[
+        Path | None,
+        typer.Option(help="With --ray: a TOML cluster plan (replicas, CPUs, GPUs, autoscaling)."),
+    ] = None,
     engine_replicas: Annotated[
-        int, typer.Option(min=1, help="With --ray: engine replicas per catalog backend.")
-    ] = 1,
+        int | None, typer.Option(min=1, help="With --ray: engine replicas per catalog backend.")
+    ] = None,
     ingress_replicas: Annotated[
-        int, typer.Option(min=1, help="With --ray: replicas of the HTTP app.")
-    ] = 1,
+        int | None, typer.Option(min=1, help="With --ray: replicas of the HTTP app.")
+    ] = None,
     engine_cpus: Annotated[
-        float, typer.Option(help="With --ray: CPUs each engine replica reserves.")
-    ] = 1.0,
+        float | None, typer.Option(help="With --ray: CPUs each engine replica reserves.")
+    ] = None,
 ) -> None:
     """Start the HTTP server."""
     import uvicorn
@@ -144,9 +149,12 @@ def serve(
     settings = _settings(home, model_path=model, catalog=catalog)
     _check_port_free(host, port)  # before the model loads: a taken port is told in a second
     if ray:
-        _serve_on_ray(
-            settings, host, port, ray_address, engine_replicas, ingress_replicas, engine_cpus
-        )
+        flags = {
+            "engine_replicas": engine_replicas,
+            "ingress_replicas": ingress_replicas,
+            "engine_cpus": engine_cpus,
+        }
+        _serve_on_ray(settings, host, port, ray_address, ray_plan, flags)
         return
     application = create_app(settings)
     if settings.api_key is None:
@@ -173,9 +181,8 @@ def _serve_on_ray(
     host: str,
     port: int,
     address: str | None,
-    engine_replicas: int,
-    ingress_replicas: int,
-    engine_cpus: float,
+    plan_file: Path | None,
+    flags: Mapping[str, object],
 ) -> None:
     try:
         from limner.scaleout import launch
@@ -186,21 +193,18 @@ def _serve_on_ray(
     from limner.app import load_catalog
     from limner.storage.db import make_engine, upgrade
 
+    given = {name: value for name, value in flags.items() if value is not None}
+    plan = (
+        launch.ClusterPlan.from_toml(plan_file, **given)
+        if plan_file
+        else launch.ClusterPlan.parse(given)
+    )
     settings.prepare_home()
     # Migrated once, here; the replicas only check the revision.
     database = make_engine(settings.resolved_database_url)
     upgrade(database)
     database.dispose()
-    launch.run(
-        settings,
-        load_catalog(settings),
-        host=host,
-        port=port,
-        address=address,
-        engine_replicas=engine_replicas,
-        ingress_replicas=ingress_replicas,
-        engine_cpus=engine_cpus,
-    )
+    launch.run(settings, load_catalog(settings), plan, host=host, port=port, address=address)
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -1,17 +1,21 @@
-"""`limner serve --ray`: a Serve application from the settings and catalog, on a local Ray
-cluster started here or on one joined by address. `build_application` is also the import path
-a Serve config file names (deploy/ray-serve.yaml)."""
+"""`limner serve --ray`: a Serve application from the settings, the catalog and a cluster plan,
+on a local Ray cluster started here or on one joined by address. `app_builder` is the import
+path a Serve config file names (deploy/ray-serve.yaml); its `args` are a ClusterPlan."""
 
 import logging
 import signal
 import time
+import tomllib
+from pathlib import Path
 from typing import Any, Literal
 
 import ray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.serve.config import RequestRouterConfig
 
 from limner.catalog import BackendSpec, Catalog
+from limner.datafiles import describe_validation_error
 from limner.errors import ConfigurationError
 from limner.scaleout.deployments import engine_deployment, ingress_deployment
 from limner.scaleout.router import ROUTER_CLASS
@@ -24,64 +28,112 @@ APP_NAME = "limner"
 Router = Literal["batch_key", "default"]
 
 
-def build_application(
-    settings: Settings,
-    catalog: Catalog,
-    *,
-    engine_replicas: int = 1,
-    ingress_replicas: int = 1,
-    engine_cpus: float = 1.0,
-    engine_gpus: float | None = None,
-    autoscaling: dict[str, Any] | None = None,
-    router: Router = "batch_key",
-) -> Any:
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Autoscaling(_Strict):
+    """Serve's autoscaling on ongoing requests per replica, for one engine deployment."""
+
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=2, ge=1)
+    target_ongoing_requests: float = Field(default=8, gt=0)
+    upscale_delay_s: float = Field(default=30, ge=0)
+    downscale_delay_s: float = Field(default=600, ge=0)
+    look_back_period_s: float = Field(default=30, gt=0)
+
+
+class EnginePlan(_Strict):
+    """How one backend's engine deployment runs; unset fields take the plan's defaults."""
+
+    replicas: int | None = Field(default=None, ge=1)
+    cpus: float | None = Field(default=None, gt=0)
+    gpus: float | None = Field(default=None, ge=0)
+    autoscaling: Autoscaling | None = None
+
+
+class ClusterPlan(_Strict):
+    """The deployments: an ingress (the HTTP app) and one engine deployment per backend.
+    `gpus` None: one GPU per engine replica whose backend's device is CUDA, none otherwise."""
+
+    catalog: Path | None = None
+    ingress_replicas: int = Field(default=1, ge=1)
+    ingress_cpus: float = Field(default=0.5, gt=0)
+    engine_replicas: int = Field(default=1, ge=1)
+    engine_cpus: float = Field(default=1.0, gt=0)
+    engine_gpus: float | None = Field(default=None, ge=0)
+    router: Router = "batch_key"
+    engines: dict[str, EnginePlan] = Field(default_factory=dict)
+
+    @classmethod
+    def from_toml(cls, path: Path, **overrides: Any) -> "ClusterPlan":
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read the cluster plan {path}: {exc}") from exc
+        return cls.parse({**data, **overrides}, source=str(path))
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], source: str = "cluster plan") -> "ClusterPlan":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigurationError(f"{source}: {describe_validation_error(exc)}") from exc
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """For `serve run` / `serve deploy`: settings from the replicas' environment (LIMNER_*),
+    the plan from the config's `args`."""
+    from limner.app import load_catalog
+
+    plan = ClusterPlan.parse(args, source="the Serve config's args")
+    settings = Settings(catalog=plan.catalog) if plan.catalog else Settings()
+    return build_application(settings, load_catalog(settings), plan)
+
+
+def build_application(settings: Settings, catalog: Catalog, plan: ClusterPlan) -> Any:
     """The bound application: one engine deployment per catalog backend, one ingress."""
-    check_shared_state(settings, ingress_replicas)
-    engines = {
-        spec.name: _engine(
-            spec, settings, engine_replicas, engine_cpus, engine_gpus, autoscaling, router
-        )
-        for spec in catalog.backends()
-    }
+    check_shared_state(settings, plan.ingress_replicas)
+    backends = catalog.backends()
+    unknown = set(plan.engines) - {spec.name for spec in backends}
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise ConfigurationError(f"the cluster plan names backends the catalog lacks: {names}")
+    engines = {spec.name: _engine(spec, settings, plan) for spec in backends}
     # Replicas check the schema, they do not migrate it: `limner db upgrade` ran once.
     replica_settings = settings.model_copy(update={"migrate_on_start": False, "behind_proxy": True})
     return ingress_deployment(
         name="ingress",
-        num_replicas=ingress_replicas,
+        num_replicas=plan.ingress_replicas,
         # Streams are long and mostly waiting: one replica carries many at once.
         max_ongoing_requests=256,
-        ray_actor_options={"num_cpus": 0.5},
+        ray_actor_options={"num_cpus": plan.ingress_cpus},
     ).bind(replica_settings.model_dump(mode="json"), engines)
 
 
-def _engine(
-    spec: BackendSpec,
-    settings: Settings,
-    replicas: int,
-    cpus: float,
-    gpus: float | None,
-    autoscaling: dict[str, Any] | None,
-    router: "Router",
-) -> Any:
-    on_gpu = spec.device.startswith("cuda") if gpus is None else gpus > 0
+def _engine(spec: BackendSpec, settings: Settings, plan: ClusterPlan) -> Any:
+    own = plan.engines.get(spec.name, EnginePlan())
+    gpus = own.gpus if own.gpus is not None else plan.engine_gpus
+    if gpus is None:
+        gpus = 1.0 if spec.device.startswith("cuda") else 0.0
     options: dict[str, Any] = {
         "name": f"engine-{spec.name}",
         # Serve's back-pressure before the worker's own 503: its queue plus one full batch.
         "max_ongoing_requests": settings.queue_size + settings.max_batch_images,
-        "ray_actor_options": {"num_cpus": cpus, "num_gpus": (gpus or 1) if on_gpu else 0},
+        "ray_actor_options": {"num_cpus": own.cpus or plan.engine_cpus, "num_gpus": gpus},
         # At least one long render may finish when a replica is taken down.
         "graceful_shutdown_timeout_s": 60,
     }
-    if router == "batch_key":
+    if plan.router == "batch_key":
         # Jobs that can share a pipeline call meet on one replica (limner/scaleout/router.py).
         options["request_router_config"] = RequestRouterConfig(
             request_router_class=ROUTER_CLASS,  # type: ignore[arg-type]
             request_router_kwargs={"imbalance": settings.max_batch_images},
         )
-    if autoscaling:
-        options["autoscaling_config"] = autoscaling
+    if own.autoscaling is not None:
+        options["autoscaling_config"] = own.autoscaling.model_dump()
     else:
-        options["num_replicas"] = replicas
+        options["num_replicas"] = own.replicas or plan.engine_replicas
     return engine_deployment(**options).bind(
         spec,
         settings.queue_size,
@@ -89,10 +141,6 @@ def _engine(
         settings.batch_wait_ms,
         settings.torch_threads,
     )
-
-
-def _interrupt(_signal: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def check_shared_state(settings: Settings, ingress_replicas: int) -> None:
@@ -111,27 +159,23 @@ def check_shared_state(settings: Settings, ingress_replicas: int) -> None:
         )
 
 
+def _interrupt(_signal: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(
     settings: Settings,
     catalog: Catalog,
+    plan: ClusterPlan,
     *,
     host: str,
     port: int,
     address: str | None,
-    engine_replicas: int,
-    ingress_replicas: int,
-    engine_cpus: float,
 ) -> None:
     """Start (or join) Ray, deploy, and block until interrupted."""
+    application = build_application(settings, catalog, plan)  # refusals before Ray starts
     ray.init(address=address, include_dashboard=False, log_to_driver=True)
     serve.start(http_options={"host": host, "port": port})
-    application = build_application(
-        settings,
-        catalog,
-        engine_replicas=engine_replicas,
-        ingress_replicas=ingress_replicas,
-        engine_cpus=engine_cpus,
-    )
     # SIGTERM (a supervisor, `kill`) shuts down as Ctrl-C does: Serve and Ray stopped here,
     # no actor left behind.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -35,6 +35,24 @@ aliases = ["dall-e-2"]
 backend = "slow"
 """
 
+# Two ingress replicas; the slow backend on two fixed replicas (to kill and to route over);
+# the tiny one autoscaled with short delays, so a test sees 1 -> 2 -> 1. 2.0 CPUs in all.
+RAY_PLAN = """
+ingress_replicas = 2
+engine_cpus = 0.25
+
+[engines.slow]
+replicas = 2
+
+[engines.tiny.autoscaling]
+min_replicas = 1
+max_replicas = 2
+target_ongoing_requests = 1
+upscale_delay_s = 1
+downscale_delay_s = 3
+look_back_period_s = 2
+"""
+
 # Ray's own processes on 127.0.0.1 only, no usage reporting, no token auth (loopback tests).
 RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
@@ -54,13 +72,12 @@ def ray_server(
     root = tmp_path_factory.mktemp("ray")
     catalog = root / "catalog.toml"
     catalog.write_text(RAY_CATALOG.format(tiny=tiny_pipeline_dir))
+    plan = root / "plan.toml"
+    plan.write_text(RAY_PLAN)
     with postgres_schema("limner_ray") as url:
         server = start_server(
             root / "home",
-            [
-                *("--catalog", str(catalog), "--ray", "--ingress-replicas", "2"),
-                *("--engine-replicas", "2", "--engine-cpus", "0.25"),
-            ],
+            ["--catalog", str(catalog), "--ray", "--ray-plan", str(plan)],
             env={
                 **RAY_ENV,
                 "LIMNER_DATABASE_URL": url,

@@ -4,6 +4,7 @@ its replica, a replica killed mid-request, signed URLs from either ingress repli
 
 import re
 import subprocess
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -133,8 +134,8 @@ def test_a_killed_replica_is_a_clean_error_and_the_cluster_serves_on(
     sdk, admin = customer(ray_server, "ray-kill")
     body = {"model": "slow-model", "prompt": "x", "quality": "low", "stream": True}
     headers = {"authorization": f"Bearer {sdk.api_key}"}
+    wait_for(lambda: len(engine_pids("slow")) == 2, 60, "two slow replicas")
     before = engine_pids("slow")
-    assert len(before) == 2
 
     def stream() -> list[str]:
         lines: list[str] = []
@@ -232,3 +233,26 @@ def test_jobs_that_can_batch_meet_on_one_engine_replica(ray_server: LiveServer) 
     for rid in ids:
         by_ingress.setdefault(ingress_of[rid], set()).add(engine_of[rid])
     assert all(len(engines) == 1 for engines in by_ingress.values()), by_ingress
+
+
+def test_an_engine_deployment_scales_with_its_load(ray_server: LiveServer) -> None:
+    """The tiny backend autoscales (min 1, max 2, target 1 ongoing request, delays of
+    seconds): under six clients it gets a second replica, idle it goes back to one."""
+    sdk, _admin = customer(ray_server, "ray-scale")
+    wait_for(lambda: len(engine_pids("tiny")) == 1, 60, "one tiny replica at rest")
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            sdk.images.generate(model="gpt-image-1", prompt="a dot", quality="high")
+
+    workers = [threading.Thread(target=client) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    try:
+        wait_for(lambda: len(engine_pids("tiny")) == 2, 60, "a second tiny replica")
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=60)
+    wait_for(lambda: len(engine_pids("tiny")) == 1, 60, "back to one tiny replica")
