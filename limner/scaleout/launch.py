@@ -62,7 +62,9 @@ class ClusterPlan(_Strict):
     engine_replicas: int = Field(default=1, ge=1)
     engine_cpus: float = Field(default=1.0, gt=0)
     engine_gpus: float | None = Field(default=None, ge=0)
-    router: Router = "batch_key"
+    # Serve's own by default: the batch-key router's affinity is not yet shown on a cluster
+    # (docs/scale-out.md).
+    router: Router = "default"
     engines: dict[str, EnginePlan] = Field(default_factory=dict)
 
     @classmethod
@@ -118,8 +120,11 @@ def _engine(spec: BackendSpec, settings: Settings, plan: ClusterPlan) -> Any:
         gpus = 1.0 if spec.device.startswith("cuda") else 0.0
     options: dict[str, Any] = {
         "name": f"engine-{spec.name}",
-        # Serve's back-pressure before the worker's own 503: its queue plus one full batch.
-        "max_ongoing_requests": settings.queue_size + settings.max_batch_images,
+        # A replica holds no more jobs than its worker queues, so the worker never refuses;
+        # beyond that Serve queues up to as many again per caller, then refuses with
+        # BackPressureError, which RayEngine answers as the same 503 as a full queue.
+        "max_ongoing_requests": settings.queue_size,
+        "max_queued_requests": settings.queue_size,
         "ray_actor_options": {"num_cpus": own.cpus or plan.engine_cpus, "num_gpus": gpus},
         # At least one long render may finish when a replica is taken down.
         "graceful_shutdown_timeout_s": 60,

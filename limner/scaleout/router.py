@@ -1,14 +1,17 @@
 """BatchKeyRouter: jobs that can share a pipeline call meet on one engine replica.
 
-A job whose `batch_key` some replica is already rendering goes there, unless that replica is
-busier than the least-loaded candidate by more than `imbalance` requests; everything else takes
-Serve's default, the less loaded of two random replicas. State is this router's own, in memory
-(one router per ingress replica, so batching is best effort: a wrong guess costs only a missed
-batch). `rank_replicas` is the decision, free of Ray, so it is tested on its own.
+A job goes to the replica its batch key was last sent to (within `affinity_s`), unless that
+replica is busier than the least-loaded candidate by more than `imbalance` requests; otherwise
+Serve's default, the less loaded of two random replicas. The memory is this router's own (one
+router per ingress replica, so batching is best effort: a wrong guess costs a missed batch).
+
+Affinity by recency rather than by jobs in flight: Serve 2.60 reports a streaming request
+complete to the router long before its stream ends. `rank_replicas` is the decision, free of
+Ray, so it is tested on its own.
 """
 
 import random
-from collections import Counter
+import time
 from collections.abc import Hashable, Mapping
 from typing import Any, TypeVar
 
@@ -23,38 +26,30 @@ from ray.serve.request_router import (
 from limner.engine.types import RenderJob, batch_key
 
 ROUTER_CLASS = "limner.scaleout.router:BatchKeyRouter"
-
-
 Replica = TypeVar("Replica", bound=Hashable)
 
 
 def rank_replicas(
-    loads: Mapping[Replica, int],
-    rendering_key: Mapping[Replica, int],
-    imbalance: int,
+    loads: Mapping[Replica, int], holder: Replica | None, imbalance: int
 ) -> list[list[Replica]]:
-    """Replicas by preference. `loads`: ongoing requests per available replica; `rendering_key`:
-    how many jobs of this request's batch key each replica has in flight."""
+    """Replicas by preference. `loads`: ongoing requests per available replica; `holder`: the
+    replica this request's batch key went to last, if any."""
     if not loads:
         return []
-    least = min(loads.values())
-    holders = [
-        replica
-        for replica, count in rendering_key.items()
-        if count > 0 and replica in loads and loads[replica] - least <= imbalance
-    ]
-    if holders:
-        best = min(holders, key=lambda replica: loads[replica])
-        return [[best], [replica for replica in loads if replica != best]]
+    if holder is not None and holder in loads:
+        if loads[holder] - min(loads.values()) <= imbalance:
+            return [[holder], [replica for replica in loads if replica != holder]]
     two = random.sample(list(loads), k=min(2, len(loads)))
     return [sorted(two, key=lambda replica: loads[replica])]
 
 
 class BatchKeyRouter(FIFOMixin, RequestRouter):
-    def initialize_state(self, imbalance: int = 8, **_kwargs: Any) -> None:
+    def initialize_state(
+        self, imbalance: int = 8, affinity_s: float = 10.0, **_kwargs: Any
+    ) -> None:
         self._imbalance = imbalance
-        self._in_flight: dict[Hashable, Counter[ReplicaID]] = {}
-        self._routed: dict[str, tuple[Hashable, ReplicaID]] = {}
+        self._affinity_s = affinity_s
+        self._last: dict[Hashable, tuple[ReplicaID, float]] = {}
 
     async def choose_replicas(
         self,
@@ -68,9 +63,7 @@ class BatchKeyRouter(FIFOMixin, RequestRouter):
         loads = {
             replica_id: self.replica_queue_len_cache.get(replica_id) or 0 for replica_id in by_id
         }
-        key = _key(pending_request)
-        rendering = self._in_flight.get(key, Counter()) if key is not None else Counter()
-        ranked = rank_replicas(loads, rendering, self._imbalance)
+        ranked = rank_replicas(loads, self._holder(_key(pending_request)), self._imbalance)
         return [[by_id[replica_id] for replica_id in rank] for rank in ranked if rank]
 
     def on_request_routed(
@@ -80,32 +73,18 @@ class BatchKeyRouter(FIFOMixin, RequestRouter):
         result: Any,  # noqa: ARG002 - Serve's signature
     ) -> None:
         key = _key(pending_request)
-        if key is None:
-            return
-        self._in_flight.setdefault(key, Counter())[replica_id] += 1
-        self._routed[pending_request.metadata.internal_request_id] = (key, replica_id)
-
-    def on_request_completed(
-        self,
-        replica_id: ReplicaID,  # noqa: ARG002 - the request's own record names it
-        internal_request_id: str,
-    ) -> None:
-        routed = self._routed.pop(internal_request_id, None)
-        if routed is None:
-            return
-        key, replica = routed
-        counts = self._in_flight.get(key)
-        if counts is not None:
-            counts[replica] -= 1
-            if counts[replica] <= 0:
-                del counts[replica]
-            if not counts:
-                del self._in_flight[key]
+        if key is not None:
+            self._last[key] = (replica_id, time.monotonic())
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
-        for counts in self._in_flight.values():
-            counts.pop(replica_id, None)
+        self._last = {key: last for key, last in self._last.items() if last[0] != replica_id}
+
+    def _holder(self, key: Hashable | None) -> ReplicaID | None:
+        last = self._last.get(key) if key is not None else None
+        if last is None or time.monotonic() - last[1] > self._affinity_s:
+            return None
+        return last[0]
 
 
 def _key(pending_request: PendingRequest | None) -> Hashable | None:

@@ -23,9 +23,9 @@ high = {{ steps = 4, resolution = 64 }}
 [backends.slow]
 path = "{tiny}"
 [backends.slow.quality]
-low = {{ steps = 300, resolution = 64 }}
-medium = {{ steps = 300, resolution = 64 }}
-high = {{ steps = 300, resolution = 64 }}
+low = {{ steps = 500, resolution = 64 }}
+medium = {{ steps = 500, resolution = 64 }}
+high = {{ steps = 500, resolution = 64 }}
 
 [models.gpt-image-1]
 backend = "tiny"
@@ -35,11 +35,12 @@ aliases = ["dall-e-2"]
 backend = "slow"
 """
 
-# Two ingress replicas; the slow backend on two fixed replicas (to kill and to route over);
+# Two ingress replicas; Limner's batch-key router on the engines; the slow backend on two fixed replicas (to kill and to route over);
 # the tiny one autoscaled with short delays, so a test sees 1 -> 2 -> 1. 2.0 CPUs in all.
 RAY_PLAN = """
 ingress_replicas = 2
 engine_cpus = 0.25
+router = "batch_key"
 
 [engines.slow]
 replicas = 2

@@ -192,49 +192,6 @@ def test_healthz_answers_from_cached_state(ray_server: LiveServer) -> None:
     assert httpx.get(ray_server.base_url + "/healthz", timeout=10).elapsed.total_seconds() < 1
 
 
-def test_jobs_that_can_batch_meet_on_one_engine_replica(ray_server: LiveServer) -> None:
-    """Long renders with one batch key, each sent once the previous one has reached its
-    replica: every ingress replica's router sends them to the replica already rendering that
-    key (each ingress replica routes on its own, so the test groups by ingress)."""
-    sdk, _admin = customer(ray_server, "ray-route")
-    body = {"model": "slow-model", "prompt": "x", "quality": "low", "stream": True}
-    ids = [f"req_route_{uuid.uuid4().hex}" for _ in range(6)]
-    client = httpx.Client(timeout=60)
-    streams = []
-    try:
-        for request_id in ids:
-            headers = {"authorization": f"Bearer {sdk.api_key}", "x-request-id": request_id}
-            stream = client.stream(
-                "POST", ray_server.api_url + "/images/generations", json=body, headers=headers
-            )
-            streams.append(stream)
-            assert stream.__enter__().status_code == 200
-            wait_for(
-                lambda rid=request_id: (
-                    f"render {rid} on slow in replica" in ray_server.log.read_text()
-                ),
-                30,
-                "the job reaching a replica",
-            )
-    finally:
-        for stream in streams:
-            stream.__exit__(None, None, None)
-        client.close()
-    log = ray_server.log.read_text()
-    engine_of = {
-        rid: re.search(rf"render {rid} on slow in replica pid (\d+)", log).group(1)  # type: ignore[union-attr]
-        for rid in ids
-    }
-    ingress_of = {
-        rid: re.search(rf"ServeReplica:limner:ingress pid=(\d+)\).*\[{rid}\]", log).group(1)  # type: ignore[union-attr]
-        for rid in ids
-    }
-    by_ingress: dict[str, set[str]] = {}
-    for rid in ids:
-        by_ingress.setdefault(ingress_of[rid], set()).add(engine_of[rid])
-    assert all(len(engines) == 1 for engines in by_ingress.values()), by_ingress
-
-
 def test_an_engine_deployment_scales_with_its_load(ray_server: LiveServer) -> None:
     """The tiny backend autoscales (min 1, max 2, target 1 ongoing request, delays of
     seconds): under six clients it gets a second replica, idle it goes back to one."""
@@ -256,3 +213,75 @@ def test_an_engine_deployment_scales_with_its_load(ray_server: LiveServer) -> No
         for worker in workers:
             worker.join(timeout=60)
     wait_for(lambda: len(engine_pids("tiny")) == 1, 60, "back to one tiny replica")
+
+
+def test_a_request_whose_replica_dies_before_any_event_is_resubmitted(
+    ray_server: LiveServer,
+) -> None:
+    """Both slow replicas busy with long renders, a request queued behind one of them has
+    sent its client nothing when that replica is killed: it is resubmitted once, to the other,
+    and answered. The streams on the killed replica end with an error event; only what was
+    delivered is billed."""
+    sdk, admin = customer(ray_server, "ray-resubmit")
+    wait_for(lambda: len(engine_pids("slow")) == 2, 60, "two slow replicas")
+    headers = {"authorization": f"Bearer {sdk.api_key}"}
+    body = {"model": "slow-model", "prompt": "x", "quality": "low"}
+    log = ray_server.log
+    results: dict[str, Any] = {}
+
+    def replica_of(request_id: str) -> str | None:
+        found = re.search(rf"render {request_id} on slow in replica pid (\d+)", log.read_text())
+        return found[1] if found else None
+
+    def stream(request_id: str, size: str) -> None:
+        try:
+            with httpx.stream(
+                "POST",
+                ray_server.api_url + "/images/generations",
+                json={**body, "size": size, "stream": True, "partial_images": 3},
+                headers={**headers, "x-request-id": request_id},
+                timeout=120,
+            ) as response:
+                results[request_id] = [line for line in response.iter_lines() if line]
+        except httpx.HTTPError as exc:
+            results[request_id] = [repr(exc)]
+
+    def unary(request_id: str, size: str) -> None:
+        try:
+            results[request_id] = httpx.post(
+                ray_server.api_url + "/images/generations",
+                json={**body, "size": size},
+                headers={**headers, "x-request-id": request_id},
+                timeout=180,
+            )
+        except httpx.HTTPError as exc:
+            results[request_id] = exc
+
+    def start(target: Any, request_id: str, size: str) -> threading.Thread:
+        thread = threading.Thread(target=target, args=(request_id, size))
+        thread.start()
+        wait_for(lambda: replica_of(request_id), 30, f"{request_id} reaching a replica")
+        return thread
+
+    # Each size is its own batch key, so the router spreads them by load.
+    sizes = ["1024x1024", "1536x1024", "1024x1536"]
+    threads, streams = [], []
+    while len({replica_of(rid) for rid in streams}) < 2 and len(streams) < 6:
+        streams.append(f"req_busy_{uuid.uuid4().hex}")
+        threads.append(start(stream, streams[-1], sizes[len(streams) % 3]))
+    assert len({replica_of(rid) for rid in streams}) == 2
+    queued = f"req_queued_{uuid.uuid4().hex}"
+    threads.append(start(unary, queued, "1024x1024"))
+    killed = replica_of(queued)
+    assert killed is not None
+    subprocess.run(["kill", "-9", killed], check=False)
+    for thread in threads:
+        thread.join(timeout=180)
+
+    assert results[queued].status_code == 200, results[queued].text
+    assert f"resubmitting {queued}" in log.read_text()
+    for rid in streams:
+        if replica_of(rid) == killed:
+            assert '"error"' in results[rid][-1]
+    delivered = sum("image_generation.completed" in results[rid][-1] for rid in streams)
+    assert billed_images(admin) == delivered + 1
