@@ -36,9 +36,9 @@ def rank_replicas(
     replica this request's batch key went to last, if any."""
     if not loads:
         return []
-    if holder is not None and holder in loads:
-        if loads[holder] - min(loads.values()) <= imbalance:
-            return [[holder], [replica for replica in loads if replica != holder]]
+    near_least = holder in loads and loads[holder] - min(loads.values()) <= imbalance  # type: ignore[index]
+    if holder is not None and near_least:
+        return [[holder], [replica for replica in loads if replica != holder]]
     two = random.sample(list(loads), k=min(2, len(loads)))
     return [sorted(two, key=lambda replica: loads[replica])]
 

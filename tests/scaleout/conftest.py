@@ -35,8 +35,9 @@ aliases = ["dall-e-2"]
 backend = "slow"
 """
 
-# Two ingress replicas; Limner's batch-key router on the engines; the slow backend on two fixed replicas (to kill and to route over);
-# the tiny one autoscaled with short delays, so a test sees 1 -> 2 -> 1. 2.0 CPUs in all.
+# Two ingress replicas; Limner's batch-key router on the engines; the slow backend on two
+# fixed replicas (to kill); the tiny one autoscaled with short delays, so a test sees
+# 1 -> 2 -> 1. 2.0 CPUs in all.
 RAY_PLAN = """
 ingress_replicas = 2
 engine_cpus = 0.25
