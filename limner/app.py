@@ -204,7 +204,11 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
         max_batch_images=settings.max_batch_images,
         batch_wait_ms=settings.batch_wait_ms,
     )
-    blobs = BlobStore.open(settings.home, settings.image_url_ttl_seconds)
+    blobs = (
+        BlobStore.in_database(database, settings.image_url_ttl_seconds)
+        if settings.image_storage == "database"
+        else BlobStore.open(settings.home, settings.image_url_ttl_seconds)
+    )
     blobs.purge_expired()  # images whose URLs expired while the server was down
     count_text_tokens("warm the tokenizer")  # loads the o200k ranks once, not on a request
     moderator = build_moderation(settings, database)

@@ -1,6 +1,7 @@
 """Process settings from the environment (LIMNER_*) and the CLI; refuses unsafe values."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     # Base of the URLs returned for response_format=url; None: taken from each request.
     public_url: str | None = None
     image_url_ttl_seconds: int = 3600
+    # Where those images are kept: files under `home` (one machine, or a directory every
+    # replica mounts), or rows in the database (every replica of a cluster reaches them).
+    image_storage: Literal["files", "database"] = "files"
     max_upload_bytes: int = 50 * 1024 * 1024
     # The Responses API's mainline: an OpenAI-compatible chat-completions API (".../v1") that
     # decides the image calls and writes the replies; None: Limner orchestrates by rule.

@@ -162,6 +162,12 @@ def check_shared_state(settings: Settings, ingress_replicas: int) -> None:
             "several ingress replicas need shared rate limits: set LIMNER_REDIS_URL (the "
             "in-memory limiter would give every replica its own windows)."
         )
+    if settings.image_storage == "files":
+        logger.warning(
+            "images behind signed URLs are files under %s: every ingress replica must mount "
+            "that directory, or set LIMNER_IMAGE_STORAGE=database",
+            settings.home,
+        )
 
 
 def _interrupt(_signal: int, _frame: object) -> None:

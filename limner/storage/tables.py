@@ -235,3 +235,14 @@ class ResponseImage(Base):
     project_id: Mapped[str] = mapped_column(String(40))
     media_type: Mapped[str] = mapped_column(String(40))
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ImageFile(Base):
+    """A generated image behind a signed URL, when images are kept in the database
+    (`LIMNER_IMAGE_STORAGE=database`: every replica of a cluster reaches it)."""
+
+    __tablename__ = "image_files"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -84,6 +84,8 @@ def ray_server(
                 **RAY_ENV,
                 "LIMNER_DATABASE_URL": url,
                 "LIMNER_REDIS_URL": "redis://127.0.0.1:6379/3",
+                # Signed-URL images where every ingress replica (on any node) reaches them.
+                "LIMNER_IMAGE_STORAGE": "database",
             },
         )
         try:

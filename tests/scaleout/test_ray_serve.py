@@ -169,6 +169,7 @@ def test_a_killed_replica_is_a_clean_error_and_the_cluster_serves_on(
 
 
 def test_signed_urls_are_served_by_every_ingress_replica(ray_server: LiveServer) -> None:
+    """Images kept in the database (LIMNER_IMAGE_STORAGE=database): any replica serves them."""
     sdk, _admin = customer(ray_server, "ray-urls")
     result = sdk.images.generate(model="dall-e-2", prompt="a dot", size="256x256")
     assert result.data and result.data[0].url

@@ -5,6 +5,7 @@ import pytest
 
 from limner.errors import NotFound
 from limner.storage.blobs import BlobStore, UrlExpired, UrlSignatureInvalid
+from limner.storage.db import Database
 
 
 def test_signed_round_trip_and_refusals(tmp_path: Path) -> None:
@@ -37,3 +38,18 @@ def test_deleted_file_is_not_found_and_purge(tmp_path: Path) -> None:
     assert store.purge_expired(now=time.time() + 10) == 1
     with pytest.raises(NotFound):
         store.read(signed.name, signed.expires, signed.signature, now=signed.expires - 1)
+
+
+def test_images_in_the_database_are_shared_by_every_store(database: Database) -> None:
+    """What several ingress replicas do: one signs, another reads; the secret is made once."""
+    first = BlobStore.in_database(database, ttl_seconds=3600)
+    signed = first.save(b"png bytes", "png", now=1000)
+    second = BlobStore.in_database(database, ttl_seconds=3600)
+    assert second.read(signed.name, signed.expires, signed.signature, now=1001) == b"png bytes"
+    with pytest.raises(UrlSignatureInvalid):
+        second.read(signed.name, signed.expires, "0" * 64, now=1001)
+    with pytest.raises(UrlExpired):
+        second.read(signed.name, signed.expires, signed.signature, now=signed.expires)
+    assert second.purge_expired(now=1000 + 3601) == 1
+    with pytest.raises(NotFound):
+        second.read(signed.name, signed.expires, signed.signature, now=1001)
