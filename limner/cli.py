@@ -123,6 +123,10 @@ def serve(
         str | None,
         typer.Option(help="Join this Ray cluster (e.g. ray://head:10001); default: start one."),
     ] = None,
+    ray_metrics_port: Annotated[
+        int | None,
+        typer.Option(help="With --ray: the port Ray exports every replica's metrics on."),
+    ] = None,
     ray_plan: Annotated[
         Path | None,
         typer.Option(help="With --ray: a TOML cluster plan (replicas, CPUs, GPUs, autoscaling)."),
@@ -154,7 +158,7 @@ def serve(
             "ingress_replicas": ingress_replicas,
             "engine_cpus": engine_cpus,
         }
-        _serve_on_ray(settings, host, port, ray_address, ray_plan, flags)
+        _serve_on_ray(settings, host, port, ray_address, ray_plan, flags, ray_metrics_port)
         return
     application = create_app(settings)
     if settings.api_key is None:
@@ -183,6 +187,7 @@ def _serve_on_ray(
     address: str | None,
     plan_file: Path | None,
     flags: Mapping[str, object],
+    metrics_port: int | None,
 ) -> None:
     try:
         from limner.scaleout import launch
@@ -204,7 +209,15 @@ def _serve_on_ray(
     database = make_engine(settings.resolved_database_url)
     upgrade(database)
     database.dispose()
-    launch.run(settings, load_catalog(settings), plan, host=host, port=port, address=address)
+    launch.run(
+        settings,
+        load_catalog(settings),
+        plan,
+        host=host,
+        port=port,
+        address=address,
+        metrics_port=metrics_port,
+    )
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -13,6 +13,7 @@ from ray import serve
 
 from limner.catalog import BackendSpec
 from limner.engine.types import BackendInfo, RenderJob
+from limner.scaleout.metrics_bridge import MetricsBridge
 from limner.scaleout.ray_engine import RayEngine
 from limner.settings import Settings
 
@@ -38,6 +39,7 @@ class EngineReplica:
         from limner.engine.local import LocalEngine
 
         set_cpu_threads(torch_threads)
+        self._metrics = _bridge()
         self._backend = load_backend(spec)
         self._engine = LocalEngine(
             {spec.name: self._backend},
@@ -71,6 +73,7 @@ class IngressReplica:
         self, settings: dict[str, Any], engines: dict[str, Any], log_level: str = "info"
     ) -> None:
         _configure_logs(log_level)
+        self._metrics = _bridge()
         self._settings = Settings(**settings)
         self._engines = engines
 
@@ -79,6 +82,11 @@ class IngressReplica:
 
         engine = await RayEngine.connect(self._engines)
         return create_app(self._settings, engine=engine)
+
+
+def _bridge() -> MetricsBridge:
+    context = serve.get_replica_context()
+    return MetricsBridge(context.deployment, context.replica_id.unique_id).start()
 
 
 def _configure_logs(level: str) -> None:

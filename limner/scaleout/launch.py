@@ -182,10 +182,15 @@ def run(
     host: str,
     port: int,
     address: str | None,
+    metrics_port: int | None = None,
 ) -> None:
-    """Start (or join) Ray, deploy, and block until interrupted."""
+    """Start (or join) Ray, deploy, and block until interrupted. `metrics_port`: where a
+    cluster started here exports every replica's metrics (metrics_bridge.py)."""
     application = build_application(settings, catalog, plan)  # refusals before Ray starts
-    ray.init(address=address, include_dashboard=False, log_to_driver=True)
+    options: dict[str, Any] = {}
+    if metrics_port and not address:
+        options["_metrics_export_port"] = metrics_port
+    ray.init(address=address, include_dashboard=False, log_to_driver=True, **options)
     serve.start(http_options={"host": host, "port": port})
     # SIGTERM (a supervisor, `kill`) shuts down as Ctrl-C does: Serve and Ray stopped here,
     # no actor left behind.

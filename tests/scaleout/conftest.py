@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer, postgres_schema, start_server, stop_server
+from tests.conftest import LiveServer, free_port, postgres_schema, start_server, stop_server
 
 RAY_CATALOG = """
 [backends.tiny]
@@ -76,10 +76,15 @@ def ray_server(
     catalog.write_text(RAY_CATALOG.format(tiny=tiny_pipeline_dir))
     plan = root / "plan.toml"
     plan.write_text(RAY_PLAN)
+    metrics_port = free_port()
+    (root / "metrics-port").write_text(str(metrics_port))
     with postgres_schema("limner_ray") as url:
         server = start_server(
             root / "home",
-            ["--catalog", str(catalog), "--ray", "--ray-plan", str(plan)],
+            [
+                *("--catalog", str(catalog), "--ray", "--ray-plan", str(plan)),
+                *("--ray-metrics-port", str(metrics_port)),
+            ],
             env={
                 **RAY_ENV,
                 "LIMNER_DATABASE_URL": url,

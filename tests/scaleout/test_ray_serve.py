@@ -286,3 +286,26 @@ def test_a_request_whose_replica_dies_before_any_event_is_resubmitted(
             assert '"error"' in results[rid][-1]
     delivered = sum("image_generation.completed" in results[rid][-1] for rid in streams)
     assert billed_images(admin) == delivered + 1
+
+
+def test_every_replicas_metrics_reach_rays_export(ray_server: LiveServer) -> None:
+    """Engine replicas' own metrics (pipeline calls) and the ingress replicas' (images
+    delivered) on the metrics export port, tagged by deployment and replica."""
+    sdk, _admin = customer(ray_server, "ray-metrics")
+    sdk.images.generate(model="gpt-image-1", prompt="a dot", quality="low")
+    port = (ray_server.home.parent / "metrics-port").read_text()
+
+    def exported() -> str:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return ""
+
+    def has_both() -> bool:
+        text = exported()
+        return bool(
+            re.search(r'ray_limner_generation_seconds_count\{[^}]*deployment="engine-tiny"', text)
+            and re.search(r'ray_limner_images_generated_total\{[^}]*deployment="ingress"', text)
+        )
+
+    wait_for(has_both, 60, "engine and ingress series on Ray's metrics export")
