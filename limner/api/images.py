@@ -13,7 +13,7 @@ from starlette.background import BackgroundTask
 from limner.api import uploads
 from limner.api.deps import BlobsDep, CurrentCaller, ImageServiceDep, SettingsDep, UrlBase
 from limner.api.middleware import request_id_var
-from limner.api.sse import CLIENT_CLOSED_REQUEST, unless_disconnected, while_connected
+from limner.api.sse import CLIENT_CLOSED_REQUEST, started, unless_disconnected, while_connected
 from limner.api.streaming import sse
 from limner.errors import InvalidRequest
 from limner.images import schemas
@@ -98,7 +98,7 @@ async def _answer(request: Request, run: ImageRun, prefix: str, urls: _Urls) -> 
     if run.request.stream:
         # Queued and past its first step (a full queue is still a JSON 503); the headers go
         # out now, and what fails from here on arrives as an error event.
-        if await unless_disconnected(request, _started(run)) is None:
+        if await unless_disconnected(request, started(run)) is None:
             await run.abandon()
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         return StreamingResponse(
@@ -119,11 +119,6 @@ async def _answer(request: Request, run: ImageRun, prefix: str, urls: _Urls) -> 
     finally:
         await run.abandon()  # released unless delivered
     return _respond(body, run)
-
-
-async def _started(run: ImageRun) -> bool:
-    await run.start()
-    return True
 
 
 def _images_response(

@@ -14,7 +14,13 @@ from limner.api import uploads
 from limner.api.deps import CurrentCaller, ResponsesServiceDep
 from limner.api.errors import client_error, error_object
 from limner.api.middleware import request_id_var
-from limner.api.sse import CLIENT_CLOSED_REQUEST, named_event, unless_disconnected, while_connected
+from limner.api.sse import (
+    CLIENT_CLOSED_REQUEST,
+    named_event,
+    started,
+    unless_disconnected,
+    while_connected,
+)
 from limner.errors import InvalidValue
 from limner.responses.turn import Turn
 
@@ -31,7 +37,7 @@ async def create_response(
     if turn.request.stream:
         # Queued and past its first step (a full queue is still a JSON 503); from here on a
         # failure is an error event, then response.failed.
-        if await unless_disconnected(request, _started(turn)) is None:
+        if await unless_disconnected(request, started(turn)) is None:
             await turn.abandon()
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         return StreamingResponse(
@@ -102,11 +108,6 @@ async def list_input_items(
             "has_more": page.has_more,
         }
     )
-
-
-async def _started(turn: Turn) -> bool:
-    await turn.start()
-    return True
 
 
 async def _stream(turn: Turn) -> AsyncIterator[bytes]:

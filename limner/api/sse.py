@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import aclosing
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi import Request
 
@@ -22,6 +22,17 @@ DISCONNECT_POLL_SECONDS = 0.25
 END = b""
 # Not a status any client sees: the client is gone. Logged as nginx does.
 CLIENT_CLOSED_REQUEST = 499
+
+
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+
+
+async def started(work: _Startable) -> bool:
+    """`work.start()` (an image run or a turn: queued, past its first step), as an awaitable
+    `unless_disconnected` can watch."""
+    await work.start()
+    return True
 
 
 def named_event(payload: dict[str, Any]) -> bytes:
