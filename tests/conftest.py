@@ -174,6 +174,9 @@ def start_server(
             env=process_env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            # Its own session: whatever it starts (a Ray cluster's processes) can be found by
+            # session id and stopped without touching anything else on the machine.
+            start_new_session=True,
         )
     server = LiveServer(f"http://127.0.0.1:{port}", home, process, log)
     deadline = time.monotonic() + 120

@@ -8,6 +8,7 @@ from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+MAX_REQUEST_ID_LENGTH = 64
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 # One line per request once its response has ended (a stream's included), logged under the
 # request's id; uvicorn's own access log, which cannot know the id, is turned off.
@@ -57,9 +58,12 @@ class RequestIdMiddleware:
 
     @staticmethod
     def _proxy_id(scope: Scope) -> str | None:
+        """The proxy's id, which may be one the client sent: it names logs and usage rows but
+        never keys billing (see metering.ledger). Cut to 64 characters; none if unprintable."""
         for name, value in scope.get("headers", []):
             if name.lower() == b"x-request-id":
-                return bytes(value).decode("latin-1")
+                found = bytes(value)[:MAX_REQUEST_ID_LENGTH].decode("latin-1")
+                return found if found.isascii() and found.isprintable() else None
         return None
 
 

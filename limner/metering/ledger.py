@@ -1,9 +1,11 @@
 """The usage ledger: one row per delivered request, billed exactly once, and monthly spend.
 
 A row is written in the caller's transaction (an ORM Session or a Core Connection), so it
-commits or rolls back with whatever marks the request delivered. The request id is unique in the
-table; a retried delivery of the same request inserts nothing. Costs are integer nano-dollars,
-priced at delivery time, so later price changes never rewrite history and every sum is exact.
+commits or rolls back with whatever marks the request delivered. Each admitted request has a
+delivery id Limner made, unique in the table; a retried delivery of the same admission inserts
+nothing. (Not the request id: behind a proxy a client may choose it, and reuse it.) Costs are
+integer nano-dollars, priced at delivery time, so later price changes never rewrite history and
+every sum is exact.
 """
 
 import calendar
@@ -35,7 +37,8 @@ from limner.storage.tables import SpendTotal, UsageRecord
 class Delivery:
     """What to bill for one delivered request."""
 
-    request_id: str
+    delivery_id: str  # made by Limner: the once-only key
+    request_id: str  # for tracing; behind a proxy it may be the client's
     organization_id: str
     project_id: str
     api_key_id: str
@@ -55,7 +58,7 @@ def record_delivery(
     """Add the usage row for `delivery` to the caller's transaction; False if already billed.
 
     Never raises for a duplicate and never leaves the caller's transaction unusable: the unique
-    request id is the final guard, met with INSERT ... ON CONFLICT DO NOTHING (SQLite and
+    delivery id is the final guard, met with INSERT ... ON CONFLICT DO NOTHING (SQLite and
     PostgreSQL, the two databases `make_engine` accepts). The month's running totals
     (organization and project) grow in the same transaction, only when the row went in.
     """
@@ -93,6 +96,7 @@ def month_start(now: int) -> int:
 
 
 _USAGE_COLUMNS = (
+    "delivery_id",
     "request_id",
     "created_at",
     "organization_id",
@@ -114,6 +118,7 @@ _USAGE_COLUMNS = (
 
 def _row(delivery: Delivery, cost: Cost, now: int) -> dict[str, Any]:
     return {
+        "delivery_id": delivery.delivery_id,
         "request_id": delivery.request_id,
         "created_at": now,
         "organization_id": delivery.organization_id,
@@ -146,14 +151,14 @@ def _dialect(session: Session | Connection) -> str:
 
 @cache
 def _insert_usage(dialect: str) -> Insert:
-    """INSERT ... ON CONFLICT (request_id) DO NOTHING RETURNING id, built once per dialect (a
+    """INSERT ... ON CONFLICT (delivery_id) DO NOTHING RETURNING id, built once per dialect (a
     reused statement keeps its compiled form; building one per call cost more than running it).
     RETURNING says whether a row went in; rowcount is not reliable here on psycopg."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
         insert(_usage)
         .values({name: bindparam(name) for name in _USAGE_COLUMNS})
-        .on_conflict_do_nothing(index_elements=["request_id"])
+        .on_conflict_do_nothing(index_elements=["delivery_id"])
         .returning(_usage.c.id)
     )
 

@@ -2,7 +2,7 @@
 
     admitted = meter.admit(charge)      # budgets, then rate limits; raises before any compute
     ... generate ...
-    meter.deliver(admitted, request_id) # one usage record; billed once
+    meter.deliver(admitted, request_id) # one usage record per admission; billed once
     meter.release(admitted)             # failed, moderated or cancelled: tokens and images back
 
 Budgets are checked in the order OpenAI documents (tier usage limit, organization spend limit,
@@ -11,6 +11,7 @@ request that would cross a limit is refused before it is generated. Rate limits 
 quota of the request at once (organization and project; requests, tokens, images) or none.
 """
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from limner.errors import (
     RateLimitNotSet,
     TokensRateLimited,
 )
+from limner.ids import new_id
 from limner.metering.ledger import Delivery, month_start, record_delivery
 from limner.metering.limits import (
     Admission,
@@ -159,6 +161,8 @@ class Admitted:
     quotas: tuple[Quota, ...]
     # x-ratelimit-* values for the response.
     headers: dict[str, str]
+    # The ledger's once-only key for this admission.
+    delivery_id: str = dataclasses.field(default_factory=lambda: new_id("dlv_"))
 
 
 class Meter:
@@ -248,10 +252,12 @@ class Meter:
         return cached[1]
 
     def deliver(self, admitted: Admitted, request_id: str, now: int | None = None) -> bool:
-        """Record the delivered request; False when this request id was already billed."""
+        """Record the delivered request; False when this admission was already billed.
+        `request_id` is kept for tracing (cut to the column's 64 characters)."""
         charge = admitted.charge
         delivery = Delivery(
-            request_id=request_id,
+            delivery_id=admitted.delivery_id,
+            request_id=request_id[:64],
             organization_id=charge.organization_id,
             project_id=charge.project_id,
             api_key_id=charge.api_key_id,

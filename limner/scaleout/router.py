@@ -6,8 +6,9 @@ Serve's default, the less loaded of two random replicas. The memory is this rout
 router per ingress replica, so batching is best effort: a wrong guess costs a missed batch).
 
 Affinity by recency rather than by jobs in flight: Serve 2.60 reports a streaming request
-complete to the router long before its stream ends. `rank_replicas` is the decision, free of
-Ray, so it is tested on its own.
+complete to the router long before its stream ends. No FIFOMixin: it hands the replica chosen
+for one request to the oldest one waiting, whatever its key, which undid the affinity under
+load. `rank_replicas` is the decision, free of Ray, so it is tested on its own.
 """
 
 import random
@@ -16,7 +17,6 @@ from collections.abc import Hashable, Mapping
 from typing import Any, TypeVar
 
 from ray.serve.request_router import (
-    FIFOMixin,
     PendingRequest,
     ReplicaID,
     RequestRouter,
@@ -43,7 +43,7 @@ def rank_replicas(
     return [sorted(two, key=lambda replica: loads[replica])]
 
 
-class BatchKeyRouter(FIFOMixin, RequestRouter):
+class BatchKeyRouter(RequestRouter):
     def initialize_state(
         self, imbalance: int = 8, affinity_s: float = 10.0, **_kwargs: Any
     ) -> None:

@@ -110,10 +110,14 @@ class UsageRecord(Base):
     __tablename__ = "usage_records"
     __table_args__ = (
         Index("ix_usage_records_organization_created", "organization_id", "created_at"),
+        UniqueConstraint("delivery_id", name="usage_records_delivery_id_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # The once-only key, made by Limner per admitted request; the request id (which a proxy
+    # may have taken from the client) is kept for tracing only.
+    delivery_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[int] = mapped_column(BigInteger, index=True)
     organization_id: Mapped[str] = mapped_column(String(40))
     project_id: Mapped[str] = mapped_column(String(40))

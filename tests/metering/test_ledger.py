@@ -54,9 +54,10 @@ def month_spend(
     return int(amount or 0)
 
 
-def delivery(request_id: str, **changes: object) -> Delivery:
+def delivery(delivery_id: str, **changes: object) -> Delivery:
     base = Delivery(
-        request_id=request_id,
+        delivery_id=delivery_id,
+        request_id=delivery_id,
         organization_id="org_a",
         project_id="proj_a",
         api_key_id="key_a",
@@ -126,6 +127,20 @@ def test_duplicate_request_is_billed_once(database: Database) -> None:
         assert first.one().created_at == NOW
 
 
+def test_a_reused_request_id_is_billed_each_time(database: Database) -> None:
+    """Behind a proxy the request id may be the client's: only the delivery id, made by
+    Limner per admission, keeps a delivery from being billed twice."""
+    with database.transaction() as session:
+        for delivery_id in ("dlv_first", "dlv_second"):
+            item = delivery(delivery_id, request_id="req_client_chosen")
+            assert record_delivery(session, item, price(item), NOW)
+    with database.transaction() as session:
+        rows = session.scalars(
+            select(UsageRecord.delivery_id).where(UsageRecord.request_id == "req_client_chosen")
+        )
+        assert sorted(rows) == ["dlv_first", "dlv_second"]
+
+
 def test_duplicate_within_one_transaction(database: Database) -> None:
     item = delivery("req_same_tx")
     with database.transaction() as session:
@@ -168,7 +183,7 @@ def test_many_small_costs_sum_exactly(database: Database) -> None:
     one_token = delivery("x", text_input_tokens=1, image_input_tokens=0, image_output_tokens=0)
     with database.transaction() as session:
         for index in range(1000):
-            item = replace(one_token, request_id=f"req_{index}")
+            item = replace(one_token, delivery_id=f"req_{index}")
             record_delivery(session, item, price(item), NOW + index)
     with database.transaction() as session:
         spent = spend_since(session, NOW, organization_id="org_a")

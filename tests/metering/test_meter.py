@@ -56,6 +56,7 @@ def _bill(
 ) -> None:
     """Record a delivered dall-e-2 request costing `nano`, straight through the ledger."""
     bill = Delivery(
+        delivery_id=request_id,
         request_id=request_id,
         organization_id=organization,
         project_id=project,
@@ -231,3 +232,17 @@ def test_project_limit_overrides_apply_on_the_next_admission(database: Database)
     with pytest.raises(RateLimited) as caught:
         meter.admit(_charge(organization, project, images=2), now=NOW)
     assert "project" in caught.value.message and "Limit 1" in caught.value.message
+
+
+def test_each_admission_is_billed_once_whatever_its_request_id(database: Database) -> None:
+    meter, organization, project = _setup(database)
+    first = meter.admit(_charge(organization, project), now=NOW)
+    assert meter.deliver(first, "req_reused", now=NOW)
+    assert not meter.deliver(first, "req_reused", now=NOW)  # the same admission, again
+    second = meter.admit(_charge(organization, project), now=NOW)
+    assert meter.deliver(second, "req_reused", now=NOW)  # a new request, the id reused
+    assert meter.deliver(meter.admit(_charge(organization, project), now=NOW), "x" * 300, now=NOW)
+    with database.transaction() as session:
+        rows = session.execute(select(UsageRecord.request_id, UsageRecord.delivery_id)).all()
+    assert sorted(request_id for request_id, _ in rows) == ["req_reused", "req_reused", "x" * 64]
+    assert len({delivery_id for _, delivery_id in rows}) == 3

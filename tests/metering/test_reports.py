@@ -91,8 +91,8 @@ def _fill(database: Database) -> None:
 def _delivery(rec: Rec) -> Delivery:
     text, image_in, image_out = rec.tokens
     return Delivery(
-        rec.request_id, rec.org, rec.project, rec.key, rec.model, rec.source, rec.size,
-        rec.quality, rec.images, text, image_in, image_out,
+        rec.request_id, rec.request_id, rec.org, rec.project, rec.key, rec.model, rec.source,
+        rec.size, rec.quality, rec.images, text, image_in, image_out,
     )  # fmt: skip
 
 

@@ -3,7 +3,6 @@ PostgreSQL and Redis, two ingress replicas, two CPU engine replicas per backend,
 no dashboard (shared/design/ray-serve.md §5)."""
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +18,12 @@ low = {{ steps = 2, resolution = 32 }}
 medium = {{ steps = 3, resolution = 48 }}
 high = {{ steps = 4, resolution = 64 }}
 
-# Hundreds of steps: a render that takes seconds, to leave or to kill mid-way.
+# Hundreds of steps at medium and high: a render that takes seconds, to leave or to kill
+# mid-way; low is quick, for routing on its two fixed replicas.
 [backends.slow]
 path = "{tiny}"
 [backends.slow.quality]
-low = {{ steps = 500, resolution = 64 }}
+low = {{ steps = 2, resolution = 32 }}
 medium = {{ steps = 500, resolution = 64 }}
 high = {{ steps = 500, resolution = 64 }}
 
@@ -97,9 +97,8 @@ def ray_server(
             yield server
         finally:
             stop_server(server)
-            # Nothing of the cluster may outlive the session, whatever happened above.
+            # Nothing of this cluster may outlive the tests, whatever happened above; nothing
+            # else on the machine (another Ray, say) is touched.
             subprocess.run(
-                [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"],
-                capture_output=True,
-                check=False,
+                ["pkill", "-KILL", "-s", str(server.process.pid)], capture_output=True, check=False
             )

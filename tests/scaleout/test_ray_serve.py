@@ -77,6 +77,20 @@ def test_twenty_concurrent_requests_are_answered_and_each_billed_once(
     assert billed_images(admin) == 20
 
 
+def test_a_request_id_the_client_reuses_is_billed_every_time(ray_server: LiveServer) -> None:
+    """Serve's proxy keeps a client's x-request-id; billing is keyed on Limner's own ids."""
+    sdk, admin = customer(ray_server, "ray-reused-id")
+    for _ in range(2):
+        answer = sdk.images.with_raw_response.generate(
+            model="gpt-image-1",
+            prompt="a dot",
+            quality="low",
+            extra_headers={"x-request-id": "req_chosen_by_the_client"},
+        )
+        assert answer.headers.get_list("x-request-id") == ["req_chosen_by_the_client"]
+    assert billed_images(admin) == 2
+
+
 def test_partial_images_stream_through_the_proxy(ray_server: LiveServer) -> None:
     sdk, admin = customer(ray_server, "ray-stream")
     arrivals: list[tuple[str, float]] = []
@@ -108,7 +122,7 @@ def test_a_client_that_leaves_cancels_the_render_on_its_replica(ray_server: Live
         json={
             "model": "slow-model",
             "prompt": "a slow dot",
-            "quality": "low",
+            "quality": "high",
             "stream": True,
             "partial_images": 3,
         },
@@ -132,7 +146,7 @@ def test_a_killed_replica_is_a_clean_error_and_the_cluster_serves_on(
     ray_server: LiveServer,
 ) -> None:
     sdk, admin = customer(ray_server, "ray-kill")
-    body = {"model": "slow-model", "prompt": "x", "quality": "low", "stream": True}
+    body = {"model": "slow-model", "prompt": "x", "quality": "high", "stream": True}
     headers = {"authorization": f"Bearer {sdk.api_key}"}
     wait_for(lambda: len(engine_pids("slow")) == 2, 60, "two slow replicas")
     before = engine_pids("slow")
@@ -226,7 +240,7 @@ def test_a_request_whose_replica_dies_before_any_event_is_resubmitted(
     sdk, admin = customer(ray_server, "ray-resubmit")
     wait_for(lambda: len(engine_pids("slow")) == 2, 60, "two slow replicas")
     headers = {"authorization": f"Bearer {sdk.api_key}"}
-    body = {"model": "slow-model", "prompt": "x", "quality": "low"}
+    body = {"model": "slow-model", "prompt": "x", "quality": "high"}
     log = ray_server.log
     results: dict[str, Any] = {}
 
@@ -309,3 +323,32 @@ def test_every_replicas_metrics_reach_rays_export(ray_server: LiveServer) -> Non
         )
 
     wait_for(has_both, 60, "engine and ingress series on Ray's metrics export")
+
+
+def test_jobs_of_one_batch_key_meet_on_one_replica(ray_server: LiveServer) -> None:
+    """The batch-key router (router = "batch_key" in the plan): one key's jobs follow each
+    other to the replica it went to last. Each ingress replica's router remembers its own, so
+    the claim is per ingress replica. Serve's default router picks one of two replicas at
+    random for each: six in a row from one ingress would meet by chance 1 time in 32."""
+    sdk, _admin = customer(ray_server, "ray-route")
+    wait_for(lambda: len(engine_pids("slow")) == 2, 60, "two slow replicas")
+    ids = []
+    for _ in range(12):
+        answer = sdk.images.with_raw_response.generate(
+            model="slow-model", prompt="a dot", quality="low", size="1024x1024"
+        )
+        ids.append(answer.headers["x-request-id"])
+    wait_for(
+        lambda: f"limner.access [{ids[-1]}]" in ray_server.log.read_text(),
+        30,
+        "the ingress replicas' access lines",
+    )
+    text = ray_server.log.read_text()
+    engines_by_ingress: dict[str, set[str]] = {}
+    for request_id in ids:
+        [ingress] = re.findall(
+            rf"ServeReplica:limner:ingress pid=(\d+).*limner.access \[{request_id}\]", text
+        )
+        [engine] = re.findall(rf"render {request_id} on slow in replica pid (\d+)", text)
+        engines_by_ingress.setdefault(ingress, set()).add(engine)
+    assert engines_by_ingress and all(len(found) == 1 for found in engines_by_ingress.values())
