@@ -47,6 +47,7 @@ from pathlib import Path
 
 import httpx
 import openai
+from served import wait_healthy
 from throughput import PROMPTS
 
 # tests/scaleout/conftest.py: Ray on 127.0.0.1 only, no usage reporting, no token auth, every
@@ -354,7 +355,7 @@ def limner_serve(
     sessions.append(process.pid)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base_url, process, log)
+        wait_healthy(base_url, process, log, seconds=300)
         yield Server(name, base_url + "/v1", process, log, time.monotonic() - started)
     except Exception:
         print(f"  ({name} failed; the end of its log, {log}:)\n{log.read_text()[-3000:]}")
@@ -364,20 +365,6 @@ def limner_serve(
         if killed:
             print(f"  ({name}: {killed} processes outlived the server's own shutdown; killed)")
         shutil.rmtree(ray_tmp, ignore_errors=True)
-
-
-def wait_healthy(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"limner serve exited early:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(base_url + "/healthz", timeout=2, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise SystemExit(f"limner serve did not become healthy:\n{log.read_text()[-4000:]}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> int:

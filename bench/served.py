@@ -38,7 +38,7 @@ def limner_serve(home: Path, args: list[str], env: dict[str, str]) -> Iterator[S
         )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base_url, process, log)
+        wait_healthy(base_url, process, log)
         yield Served(base_url, process.pid)
     finally:
         process.terminate()
@@ -49,8 +49,10 @@ def limner_serve(home: Path, args: list[str], env: dict[str, str]) -> Iterator[S
             process.wait()
 
 
-def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
+def wait_healthy(
+    base_url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 180
+) -> None:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"limner serve exited early:\n{log.read_text()[-4000:]}")

@@ -140,6 +140,14 @@ def serve(
     engine_cpus: Annotated[
         float | None, typer.Option(help="With --ray: CPUs each engine replica reserves.")
     ] = None,
+    engine_gpus: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="With --ray: GPUs each engine replica reserves (default: one where its "
+            "device is CUDA, or auto on a cluster with GPUs).",
+        ),
+    ] = None,
 ) -> None:
     """Start the HTTP server."""
     import uvicorn
@@ -157,6 +165,7 @@ def serve(
             "engine_replicas": engine_replicas,
             "ingress_replicas": ingress_replicas,
             "engine_cpus": engine_cpus,
+            "engine_gpus": engine_gpus,
         }
         _serve_on_ray(settings, host, port, ray_address, ray_plan, flags, ray_metrics_port)
         return

@@ -24,14 +24,19 @@ ADMIN_KEY = "sk-admin-test-admin-key-0123456789"
 # A project key of the operator's Default project, registered through LIMNER_API_KEY.
 API_KEY = "sk-proj-test-project-key-0123456789"
 
-CATALOG = """
+# The tiny pipeline at a few steps per quality (a catalog template: `{tiny}` is its path).
+TINY_BACKEND = """
 [backends.tiny]
 path = "{tiny}"
 [backends.tiny.quality]
 low = {{ steps = 2, resolution = 32 }}
 medium = {{ steps = 3, resolution = 48 }}
 high = {{ steps = 4, resolution = 64 }}
+"""
 
+CATALOG = (
+    TINY_BACKEND
+    + """
 [backends.broken]
 path = "{broken}"
 
@@ -53,6 +58,7 @@ backend = "broken"
 [models.slow-model]
 backend = "slow"
 """
+)
 
 
 @pytest.fixture()

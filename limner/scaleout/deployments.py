@@ -15,7 +15,7 @@ from limner.catalog import BackendSpec
 from limner.engine.types import BackendInfo, RenderJob
 from limner.scaleout.metrics_bridge import MetricsBridge
 from limner.scaleout.ray_engine import RayEngine
-from limner.settings import Settings
+from limner.scaleout.replica_settings import in_replica
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class IngressReplica:
     ) -> None:
         _configure_logs(log_level)
         self._metrics = _bridge()
-        self._settings = Settings(**settings)
+        self._settings = in_replica(settings)
         self._engines = engines
 
     async def __serve_build_asgi_app__(self) -> Any:

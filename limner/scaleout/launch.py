@@ -18,6 +18,7 @@ from limner.catalog import BackendSpec, Catalog
 from limner.datafiles import describe_validation_error
 from limner.errors import ConfigurationError
 from limner.scaleout.deployments import engine_deployment, ingress_deployment
+from limner.scaleout.replica_settings import for_replicas
 from limner.scaleout.router import ROUTER_CLASS
 from limner.settings import Settings
 
@@ -54,7 +55,8 @@ class EnginePlan(_Strict):
 
 class ClusterPlan(_Strict):
     """The deployments: an ingress (the HTTP app) and one engine deployment per backend.
-    `gpus` None: one GPU per engine replica whose backend's device is CUDA, none otherwise."""
+    `gpus` None: one GPU per engine replica whose backend's device is CUDA, or "auto" on a
+    cluster that has GPUs; none otherwise."""
 
     catalog: Path | None = None
     ingress_replicas: int = Field(default=1, ge=1)
@@ -90,18 +92,27 @@ def app_builder(args: dict[str, Any]) -> Any:
 
     plan = ClusterPlan.parse(args, source="the Serve config's args")
     settings = Settings(catalog=plan.catalog) if plan.catalog else Settings()
-    return build_application(settings, load_catalog(settings), plan)
+    return build_application(settings, load_catalog(settings), plan, _cluster_gpus())
 
 
-def build_application(settings: Settings, catalog: Catalog, plan: ClusterPlan) -> Any:
-    """The bound application: one engine deployment per catalog backend, one ingress."""
+def _cluster_gpus() -> float:
+    if not ray.is_initialized():
+        return 0.0
+    return float(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
+
+
+def build_application(
+    settings: Settings, catalog: Catalog, plan: ClusterPlan, cluster_gpus: float = 0.0
+) -> Any:
+    """The bound application: one engine deployment per catalog backend, one ingress.
+    `cluster_gpus`: the GPUs the cluster has, which decide what a device of "auto" reserves."""
     check_shared_state(settings, plan.ingress_replicas)
     backends = catalog.backends()
     unknown = set(plan.engines) - {spec.name for spec in backends}
     if unknown:
         names = ", ".join(sorted(unknown))
         raise ConfigurationError(f"the cluster plan names backends the catalog lacks: {names}")
-    engines = {spec.name: _engine(spec, settings, plan) for spec in backends}
+    engines = {spec.name: _engine(spec, settings, plan, cluster_gpus) for spec in backends}
     # Replicas check the schema, they do not migrate it: `limner db upgrade` ran once.
     replica_settings = settings.model_copy(update={"migrate_on_start": False, "behind_proxy": True})
     return ingress_deployment(
@@ -110,14 +121,23 @@ def build_application(settings: Settings, catalog: Catalog, plan: ClusterPlan) -
         # Streams are long and mostly waiting: one replica carries many at once.
         max_ongoing_requests=256,
         ray_actor_options={"num_cpus": plan.ingress_cpus},
-    ).bind(replica_settings.model_dump(mode="json"), engines)
+    ).bind(for_replicas(replica_settings), engines)
 
 
-def _engine(spec: BackendSpec, settings: Settings, plan: ClusterPlan) -> Any:
-    own = plan.engines.get(spec.name, EnginePlan())
+def engine_gpus(device: str, own: EnginePlan, plan: ClusterPlan, cluster_gpus: float) -> float:
+    """GPUs one engine replica reserves. A replica that reserved none is placed with no regard
+    for GPUs and (Ray 2.60) sees every GPU of its node, so "auto" would pile replicas onto the
+    first one: it reserves one wherever the cluster has GPUs to give."""
     gpus = own.gpus if own.gpus is not None else plan.engine_gpus
-    if gpus is None:
-        gpus = 1.0 if spec.device.startswith("cuda") else 0.0
+    if gpus is not None:
+        return gpus
+    wants_gpu = device.startswith("cuda") or (device == "auto" and cluster_gpus > 0)
+    return 1.0 if wants_gpu else 0.0
+
+
+def _engine(spec: BackendSpec, settings: Settings, plan: ClusterPlan, cluster_gpus: float) -> Any:
+    own = plan.engines.get(spec.name, EnginePlan())
+    gpus = engine_gpus(spec.device, own, plan, cluster_gpus)
     options: dict[str, Any] = {
         "name": f"engine-{spec.name}",
         # A replica holds no more jobs than its worker queues, so the worker never refuses;
@@ -191,6 +211,7 @@ def run(
     if metrics_port and not address:
         options["_metrics_export_port"] = metrics_port
     ray.init(address=address, include_dashboard=False, log_to_driver=True, **options)
+    application = build_application(settings, catalog, plan, _cluster_gpus())
     serve.start(http_options={"host": host, "port": port})
     # SIGTERM (a supervisor, `kill`) shuts down as Ctrl-C does: Serve and Ray stopped here,
     # no actor left behind.
@@ -203,5 +224,9 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
-        serve.shutdown()  # type: ignore[no-untyped-call]
+        if address:
+            # A cluster joined is not ours to stop: only Limner's application leaves it.
+            serve.delete(APP_NAME)
+        else:
+            serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()

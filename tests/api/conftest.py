@@ -2,7 +2,8 @@
 
 import base64
 import io
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -92,3 +93,45 @@ def decode(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+def metric(server: LiveServer, name: str, **labels: str) -> float:
+    """One sample of the server's /metrics (0 when the series does not exist yet)."""
+    wanted = name + (
+        "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
+    )
+    for line in httpx.get(server.base_url + "/metrics").text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def wait_for_metric(server: LiveServer, name: str, value: float, model: str) -> None:
+    deadline = time.monotonic() + 30
+    while metric(server, name, model=model) < value and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert metric(server, name, model=model) == value
+
+
+def leave_three_ways(
+    url: str,
+    body: dict[str, Any],
+    with_partials: dict[str, Any],
+    headers: dict[str, str],
+    first_event: Callable[[str], bool],
+) -> None:
+    """Leave a long render three ways: streaming, after its first partial image; streaming
+    without partials, before any event (only noticing the disconnect can stop that render and
+    its bill early); not streaming, by the client's read timeout mid-render."""
+    streaming = {**body, "stream": True}
+    with httpx.stream(
+        "POST", url, json={**streaming, **with_partials}, headers=headers, timeout=60
+    ) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if first_event(line):
+                break
+    with httpx.stream("POST", url, json=streaming, headers=headers, timeout=60) as response:
+        assert response.status_code == 200
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url, json=body, headers=headers, timeout=0.5)

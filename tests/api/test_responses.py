@@ -14,8 +14,15 @@ import openai
 import pytest
 from PIL import Image, ImageChops
 
-from tests.api.conftest import mask_bytes, new_organization, png_bytes, project_key
-from tests.api.test_streaming import metric
+from tests.api.conftest import (
+    leave_three_ways,
+    mask_bytes,
+    metric,
+    new_organization,
+    png_bytes,
+    project_key,
+    wait_for_metric,
+)
 from tests.conftest import ADMIN_KEY, API_KEY, LiveServer
 
 MAINLINE = "gpt-4.1"
@@ -634,30 +641,14 @@ def test_a_client_that_leaves_is_not_billed(live_server: LiveServer) -> None:
     headers = {"authorization": f"Bearer {API_KEY}"}
     slow = {"type": "image_generation", "model": "slow-model", "quality": "low"}
     body = {"model": MAINLINE, "input": "a cat", "tools": [slow]}
-    streaming = {**body, "stream": True, "tools": [{**slow, "partial_images": 3}]}
-    with httpx.stream(
-        "POST", live_server.api_url + "/responses", json=streaming, headers=headers, timeout=60
-    ) as response:
-        for line in response.iter_lines():
-            if "partial_image_b64" in line:
-                break
-    with httpx.stream(
-        "POST",
+    leave_three_ways(
         live_server.api_url + "/responses",
-        json={**body, "stream": True},
-        headers=headers,
-        timeout=60,
-    ) as response:
-        assert response.status_code == 200
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(live_server.api_url + "/responses", json=body, headers=headers, timeout=0.5)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        cancelled = metric(live_server, "limner_renders_cancelled_total", model="slow")
-        if cancelled >= cancelled_before + 3:
-            break
-        time.sleep(0.1)
-    assert cancelled == cancelled_before + 3
+        body,
+        {"tools": [{**slow, "partial_images": 3}]},
+        headers,
+        first_event=lambda line: "partial_image_b64" in line,
+    )
+    wait_for_metric(live_server, "limner_renders_cancelled_total", cancelled_before + 3, "slow")
     assert metric(live_server, "limner_generation_seconds_count", model="slow") == finished_before
     assert usage_rows(live_server) == billed
 

@@ -14,7 +14,14 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.api.conftest import new_organization, png_bytes, project_key
+from tests.api.conftest import (
+    leave_three_ways,
+    metric,
+    new_organization,
+    png_bytes,
+    project_key,
+    wait_for_metric,
+)
 from tests.conftest import ADMIN_KEY, LiveServer
 
 
@@ -190,17 +197,6 @@ def test_an_error_mid_stream_is_an_error_event_and_is_not_billed(
         assert usage_results(admin, project) == []
 
 
-def metric(server: LiveServer, name: str, **labels: str) -> float:
-    """One sample of the server's /metrics (0 when the series does not exist yet)."""
-    wanted = name + (
-        "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
-    )
-    for line in httpx.get(server.base_url + "/metrics").text.splitlines():
-        if line.startswith(wanted + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def test_a_client_that_goes_away_cancels_its_render_and_pays_nothing(
     live_server: LiveServer, customer: tuple[openai.OpenAI, openai.OpenAI, str]
 ) -> None:
@@ -209,40 +205,14 @@ def test_a_client_that_goes_away_cancels_its_render_and_pays_nothing(
     body = {"model": "slow-model", "prompt": "a slow dot", "quality": "low"}
     cancelled_before = metric(live_server, "limner_renders_cancelled_total", model="slow")
     finished_before = metric(live_server, "limner_generation_seconds_count", model="slow")
-    # Streaming: leave after the first partial image of a 300-step render.
-    with httpx.stream(
-        "POST",
+    leave_three_ways(
         live_server.api_url + "/images/generations",
-        json={**body, "stream": True, "partial_images": 3},
-        headers=headers,
-        timeout=60,
-    ) as response:
-        assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.startswith("data:"):
-                break
-    # Streaming without partials: nothing is sent until the end, so only noticing the
-    # disconnect itself can stop the render (and its bill) early.
-    with httpx.stream(
-        "POST",
-        live_server.api_url + "/images/generations",
-        json={**body, "stream": True},
-        headers=headers,
-        timeout=60,
-    ) as response:
-        assert response.status_code == 200
-    # Not streaming: the client's read timeout fires mid-render.
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(
-            live_server.api_url + "/images/generations", json=body, headers=headers, timeout=0.5
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        cancelled = metric(live_server, "limner_renders_cancelled_total", model="slow")
-        if cancelled >= cancelled_before + 3:
-            break
-        time.sleep(0.1)
-    assert cancelled == cancelled_before + 3
+        body,
+        {"partial_images": 3},
+        headers,
+        first_event=lambda line: line.startswith("data:"),
+    )
+    wait_for_metric(live_server, "limner_renders_cancelled_total", cancelled_before + 3, "slow")
     # No 300-step call ran to its end, and nothing was billed.
     assert metric(live_server, "limner_generation_seconds_count", model="slow") == finished_before
     assert usage_results(admin, project) == []

@@ -8,16 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer, free_port, postgres_schema, start_server, stop_server
+from tests.conftest import (
+    TINY_BACKEND,
+    LiveServer,
+    free_port,
+    postgres_schema,
+    start_server,
+    stop_server,
+)
 
-RAY_CATALOG = """
-[backends.tiny]
-path = "{tiny}"
-[backends.tiny.quality]
-low = {{ steps = 2, resolution = 32 }}
-medium = {{ steps = 3, resolution = 48 }}
-high = {{ steps = 4, resolution = 64 }}
-
+RAY_CATALOG = (
+    TINY_BACKEND
+    + """
 # Hundreds of steps at medium and high: a render that takes seconds, to leave or to kill
 # mid-way; low is quick, for routing on its two fixed replicas.
 [backends.slow]
@@ -34,6 +36,7 @@ aliases = ["dall-e-2"]
 [models.slow-model]
 backend = "slow"
 """
+)
 
 # Two ingress replicas; Limner's batch-key router on the engines; the slow backend on two
 # fixed replicas (to kill); the tiny one autoscaled with short delays, so a test sees

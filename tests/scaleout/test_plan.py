@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("ray.serve", reason='Ray Serve is not installed: pip install -e ".[ray]"')
 
 from limner.errors import ConfigurationError
-from limner.scaleout.launch import ClusterPlan, check_shared_state
+from limner.scaleout.launch import ClusterPlan, EnginePlan, check_shared_state, engine_gpus
 from limner.settings import Settings
 
 
@@ -37,3 +37,16 @@ def test_several_ingress_replicas_need_shared_state(tmp_path: Path) -> None:
         Settings(home=tmp_path, database_url=postgres, redis_url="redis://127.0.0.1:6379/0"),
         ingress_replicas=2,
     )
+
+
+def test_an_engine_replica_reserves_a_gpu_where_its_device_needs_one() -> None:
+    plan, own = ClusterPlan(), EnginePlan()
+    assert engine_gpus("cuda", own, plan, cluster_gpus=0) == 1
+    assert engine_gpus("cuda:1", own, plan, cluster_gpus=8) == 1
+    # Unreserved, "auto" replicas would all take the node's first GPU, unplaced by Ray.
+    assert engine_gpus("auto", own, plan, cluster_gpus=8) == 1
+    assert engine_gpus("auto", own, plan, cluster_gpus=0) == 0
+    assert engine_gpus("cpu", own, plan, cluster_gpus=8) == 0
+    # The plan's figure wins, and a backend's own over the plan's.
+    assert engine_gpus("auto", own, ClusterPlan(engine_gpus=0.5), cluster_gpus=8) == 0.5
+    assert engine_gpus("cuda", EnginePlan(gpus=2), ClusterPlan(engine_gpus=0), 8) == 2
