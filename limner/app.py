@@ -23,6 +23,7 @@ from limner.api import (
     models,
     moderation,
     operator,
+    playground,
     responses,
 )
 from limner.api.middleware import RequestIdMiddleware
@@ -250,6 +251,7 @@ def create_app(settings: Settings, engine: ImageEngine | None = None) -> FastAPI
     )
     routers = [images.router, responses.router, models.router, files.router, health.router]
     routers += [admin.router, operator.router, moderation.router, metrics.router]
+    routers += [playground.router]
     for router in routers:
         app.include_router(router)
     errors.install(app)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from limner.accounts.orgs import AdminKeys, Organizations, Projects
 from limner.api.admin import admin_key_object, project_key_object
-from limner.api.deps import OperatorCaller
+from limner.api.deps import AdminCaller, OperatorCaller
 from limner.metering.pricing import load_prices, save_price_overrides
 from limner.metering.tiers import TierBook
 from limner.storage.db import Database
@@ -66,6 +66,13 @@ def organization_object(organization: Organization) -> dict[str, Any]:
 def _organizations(request: Request) -> Organizations:
     organizations: Organizations = request.app.state.organizations
     return organizations
+
+
+@router.get("/organization")
+def own_organization(request: Request, caller: AdminCaller) -> dict[str, Any]:
+    """An admin key's own organization: its verification and usage tier (the console's
+    account page; OpenAI's API has no such call)."""
+    return organization_object(_organizations(request).get(caller.organization_id))
 
 
 @router.get("/organizations")

@@ -14,6 +14,7 @@ quota of the request at once (organization and project; requests, tokens, images
 import dataclasses
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -154,6 +155,17 @@ class Charge:
         return self.text_input_tokens + self.image_input_tokens + self.image_output_tokens
 
 
+# Limner's addition to an image response: what the request is billed once delivered (exact:
+# the price is fixed at admission), so a client shows the price without the admin API.
+COST_HEADER = "x-limner-cost-usd"
+
+
+def dollars(nanos: int) -> str:
+    """Nano-dollars as a plain decimal string of dollars ("0.011", "0")."""
+    text = f"{Decimal(nanos) / 10**9:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 @dataclass(frozen=True)
 class Admitted:
     charge: Charge
@@ -221,7 +233,7 @@ class Meter:
         headers = rate_limit_headers(admission)
         if not admission.admitted:
             raise _refusal(admission, charge, headers)
-        return Admitted(charge, cost, quotas, headers)
+        return Admitted(charge, cost, quotas, {**headers, COST_HEADER: dollars(cost.total)})
 
     def _advance_tier(self, connection: Connection, organization_id: str, now: int) -> None:
         """Tiers rise on their own once an organization has paid enough for long enough (what

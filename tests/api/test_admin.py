@@ -216,3 +216,23 @@ def test_project_key_expiry_and_unscoped_keys(
         projects.api_keys.update(key_id, project_id=project.id, scopes=["api.model.read"])
     assert caught.value.param == "scopes"
     assert projects.api_keys.update(key_id, project_id=project.id, scopes=[]).id == key_id
+
+
+def test_an_admin_key_reads_its_own_organization(platform_server: LiveServer) -> None:
+    created = new_organization(platform_server, name="self-aware", verified=False, tier="2")
+    own = httpx.get(
+        platform_server.api_url + "/limner/organization",
+        headers={"authorization": f"Bearer {created['admin_api_key']['value']}"},
+    )
+    assert own.status_code == 200
+    assert (own.json()["id"], own.json()["verified"], own.json()["tier"]) == (
+        created["id"],
+        False,
+        "2",
+    )
+    project = project_key(platform_server, created["id"], created["default_project_id"])
+    refused = httpx.get(
+        platform_server.api_url + "/limner/organization",
+        headers={"authorization": f"Bearer {project}"},
+    )
+    assert refused.status_code in (401, 403) and "error" in refused.json()

@@ -167,3 +167,18 @@ def test_failed_requests_are_never_billed(
         start_time=int(time.time()) - 3600, bucket_width="1h", project_ids=[project]
     )
     assert usage.data and all(bucket.results == [] for bucket in usage.data)
+
+
+def test_each_image_response_tells_its_price_and_the_costs_api_agrees(
+    admin: openai.OpenAI, platform_server: LiveServer
+) -> None:
+    project, key = _project_with_key(admin, "priced")
+    answers = [_generate(platform_server, key) for _ in range(2)]
+    told = [Decimal(answer.headers["x-limner-cost-usd"]) for answer in answers]
+    # A low 1024x1024 is 272 image tokens at $40/1M, plus the prompt's text tokens at $5/1M.
+    assert all(Decimal("0.01088") < price < Decimal("0.0110") for price in told)
+    costs = admin.admin.organization.usage.costs(
+        start_time=int(time.time()) - 3600, project_ids=[project]
+    )
+    billed = sum(Decimal(str(r.amount.value)) for bucket in costs.data for r in bucket.results)
+    assert billed == sum(told)

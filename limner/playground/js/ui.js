@@ -1,0 +1,54 @@
+// Small DOM helpers and the one status line every section reports to.
+
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+export function status(message, kind = "") {
+  const line = document.getElementById("status");
+  line.textContent = message;
+  line.className = kind;
+  line.setAttribute("role", kind === "error" ? "alert" : "status");
+}
+
+// What a person should read for a failed request.
+export function describe(error) {
+  if (error.code === "moderation_blocked" || error.code === "content_policy_violation") {
+    return `Refused by moderation: this request was not generated and not billed. ${error.message}`;
+  }
+  if (error.status === 429) {
+    const after = error.retryAfter;
+    const when = after === null ? "later" : `in ${Math.max(1, Math.ceil(after))} s`;
+    return `Rate limited (${error.code || "rate_limit_exceeded"}): retry ${when}. ${error.message}`;
+  }
+  return error.message;
+}
+
+export function failed(error) { status(describe(error), "error"); }
+
+export async function busy(button, work) {
+  button.disabled = true;
+  try { return await work(); } finally { button.disabled = false; }
+}
+
+export function b64ToBlob(b64, type) {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  return new Blob([bytes], { type });
+}
+
+export function blobToB64(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",")[1]);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
