@@ -84,7 +84,7 @@ def test_a_prompt_shows_live_previews_then_the_image_with_what_it_cost(page: Any
     assert page.errors == []
 
 
-def test_variations_and_code_for_a_result(page: Any) -> None:
+def test_variations_code_and_an_edit_of_a_result(page: Any) -> None:
     enter_keys(page)
     page.click("#tab-generate")
     page.fill("#gen-prompt", "a green square")
@@ -104,6 +104,12 @@ def test_variations_and_code_for_a_result(page: Any) -> None:
     page.wait_for_function(
         "document.querySelectorAll('#panel-generate .results .card').length == 2"
     )
+    # A result taken into an edit: the first input, with the mask painter at its size.
+    page.click("#panel-generate .results .card >> nth=0 >> text=Edit")
+    assert page.is_visible("#panel-edit")
+    page.wait_for_selector("#edit-inputs li img")
+    page.wait_for_function("document.getElementById('mask-canvas').width > 1")
+    assert page.locator("#edit-inputs li").count() == 1
     assert page.errors == []
 
 

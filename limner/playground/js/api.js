@@ -83,11 +83,14 @@ export async function* stream(path, options) {
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
+    // A final image is megabytes in one event: look for its end only in what just came.
+    let from = Math.max(0, buffered.length - 1);
     buffered += value;
     let end;
-    while ((end = buffered.indexOf("\n\n")) >= 0) {
+    while ((end = buffered.indexOf("\n\n", from)) >= 0) {
       const block = buffered.slice(0, end);
       buffered = buffered.slice(end + 2);
+      from = 0;
       const data = block.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trim()).join("\n");
       if (!data || data === "[DONE]") continue;
       const event = JSON.parse(data);

@@ -41,10 +41,12 @@ export function describeRecord(record) {
   return parts.join(" · ");
 }
 
-// A result card; `actions` get edit/vary hooks from main.js.
-export function card(record, hooks) {
-  const url = URL.createObjectURL(record.blob);
-  const extension = (record.blob.type.split("/")[1] || "png").replace("jpeg", "jpg");
+// A result card; its buttons call main.js's edit/vary hooks. `src`: the image as the answer
+// brought it (a data: URL), before its Blob exists.
+export function card(record, hooks, src = null) {
+  const url = src || URL.createObjectURL(record.blob);
+  const type = src ? src.slice(5, src.indexOf(";")) : record.blob.type;
+  const extension = (type.split("/")[1] || "png").replace("jpeg", "jpg");
   const copy = (what, text) => async () => {
     try {
       await navigator.clipboard.writeText(text);

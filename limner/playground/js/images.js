@@ -1,9 +1,10 @@
 // One Images API request from a form: live previews while it streams, then the final images,
-// each kept in the gallery with its size, seed, tokens and price.
+// each shown the moment it arrives and kept in the gallery with its size, seed, tokens and
+// price.
 
 import { call, stream } from "./api.js";
-import { keep, newId, card } from "./gallery.js";
-import { b64ToBlob, el, status } from "./ui.js";
+import { card, keep, newId } from "./gallery.js";
+import { el, status } from "./ui.js";
 
 const MEDIA = { png: "image/png", jpeg: "image/jpeg", webp: "image/webp" };
 
@@ -12,9 +13,36 @@ export async function runImages({ path, body, streaming, section, record, hooks 
   const results = section.querySelector(".results");
   previews.replaceChildren();
   status(streaming ? "Rendering: previews appear as the image forms…" : "Rendering…");
-  const finals = [];
   const options = body instanceof FormData ? { form: body } : { json: body };
+  const kept = [];
   let cost = null;
+  let shown = 0;
+  let newest = null;
+
+  const show = (image) => {
+    const media = MEDIA[image.format] || "image/png";
+    const src = `data:${media};base64,${image.b64}`;
+    const made = {
+      ...record,
+      id: newId(),
+      created: Date.now(),
+      blob: null,
+      size: image.size || record.params.size || "auto",
+      usage: image.usage || null,
+      // The price is the request's: told once, with its first image.
+      cost: shown === 0 ? cost : null,
+      revised_prompt: image.revised || null,
+    };
+    shown += 1;
+    // Shown from the answer's own bytes at once; its Blob (for the gallery, edits and
+    // variations) is decoded natively just after.
+    const shownCard = card(made, hooks, src);
+    // In order of arrival, ahead of earlier requests' results.
+    if (newest) newest.after(shownCard); else results.prepend(shownCard);
+    newest = shownCard;
+    kept.push(fetch(src).then((answer) => answer.blob()).then((blob) => { made.blob = blob; return keep(made); }));
+  };
+
   if (streaming) {
     for await (const { event, headers } of stream(path, options)) {
       cost = headers.get("x-limner-cost-usd");
@@ -25,33 +53,17 @@ export async function runImages({ path, body, streaming, section, record, hooks 
           "data-partial": String(event.partial_image_index),
         }));
       } else if (event.type.endsWith(".completed")) {
-        finals.push({ b64: event.b64_json, format: event.output_format, size: event.size, usage: event.usage });
+        show({ b64: event.b64_json, format: event.output_format, size: event.size, usage: event.usage });
       }
     }
   } else {
-    const options2 = body instanceof FormData ? { method: "POST", form: body } : { method: "POST", json: body };
-    const { data, headers } = await call(path, options2);
+    const { data, headers } = await call(path, { method: "POST", ...options });
     cost = headers.get("x-limner-cost-usd");
-    for (const image of data.data) {
-      finals.push({ b64: image.b64_json, format: data.output_format || "png", size: data.size || record.params.size, usage: data.usage, revised: image.revised_prompt });
+    for (const [index, image] of data.data.entries()) {
+      show({ b64: image.b64_json, format: data.output_format || "png", size: data.size, usage: index === 0 ? data.usage : null, revised: image.revised_prompt });
     }
   }
-  const cards = [];
-  for (const [index, image] of finals.entries()) {
-    const kept = {
-      ...record,
-      id: newId(),
-      created: Date.now(),
-      blob: b64ToBlob(image.b64, MEDIA[image.format] || "image/png"),
-      size: image.size || record.params.size || "auto",
-      usage: index === 0 || streaming ? image.usage : null,
-      // The price is the request's: told once, with its first image.
-      cost: index === 0 ? cost : null,
-      revised_prompt: image.revised || null,
-    };
-    await keep(kept);
-    cards.push(card(kept, hooks));
-  }
-  results.prepend(...cards);
-  status(`Done: ${finals.length} image${finals.length === 1 ? "" : "s"}${cost ? `, $${cost}` : ""}.`, "ok");
+  // Shown first, kept after: the gallery's write is not what the person waits for.
+  Promise.all(kept).catch((error) => status(`Not kept in the gallery: ${error.message}`, "error"));
+  status(`Done: ${shown} image${shown === 1 ? "" : "s"}${cost ? `, $${cost}` : ""}.`, "ok");
 }

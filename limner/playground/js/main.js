@@ -37,13 +37,16 @@ for (const tab of tabs) {
 }
 
 // What a result's buttons do, wherever it is shown.
+// (A result's Blob is made just after it is shown; a click in between waits for nothing.)
 const hooks = {
   edit(record) {
+    if (!record.blob) return status("One moment: the image is still being decoded.");
     edit.take(record);
     select(document.getElementById("tab-edit"));
     status("Added to the images to edit.", "ok");
   },
   vary(record) {
+    if (!record.blob) return status("One moment: the image is still being decoded.");
     const section = document.getElementById("panel-generate");
     select(document.getElementById("tab-generate"));
     const body = new FormData();
