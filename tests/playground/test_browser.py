@@ -114,25 +114,31 @@ def test_variations_code_and_an_edit_of_a_result(page: Any) -> None:
 
 
 def test_a_painted_mask_goes_with_the_edit(page: Any, tmp_path: Any) -> None:
-    source = tmp_path / "input.png"
-    source.write_bytes(png(Image.new("RGB", (256, 256), (30, 120, 200))))
+    first, second = tmp_path / "first.png", tmp_path / "second.png"
+    first.write_bytes(png(Image.new("RGB", (256, 256), (30, 120, 200))))
+    second.write_bytes(png(Image.new("RGB", (128, 128), (200, 120, 30))))
     enter_keys(page)
     page.click("#tab-edit")
-    page.set_input_files("#edit-files", str(source))
+    page.set_input_files("#edit-files", [str(first), str(second)])
     page.wait_for_function("document.getElementById('mask-canvas').width === 256")
+    assert page.locator("#edit-inputs li").count() == 2
     canvas = page.locator("#mask-canvas").bounding_box()
     assert canvas is not None
-    scale = canvas["width"] / 256
+    scale = canvas["width"] / 256  # screen pixels per image pixel
 
-    def stroke(x: float, y: float) -> None:
+    def stroke(x: float, y: float, to_x: float) -> None:
         page.mouse.move(canvas["x"] + x * scale, canvas["y"] + y * scale)
         page.mouse.down()
-        page.mouse.move(canvas["x"] + (x + 30) * scale, canvas["y"] + y * scale, steps=5)
+        page.mouse.move(canvas["x"] + to_x * scale, canvas["y"] + y * scale, steps=8)
         page.mouse.up()
 
-    stroke(40, 40)
-    stroke(150, 200)
-    page.click("#mask-undo")  # the second stroke goes
+    page.fill("#mask-size", "20")  # the brush, 20 screen pixels across
+    stroke(40, 40, 110)
+    page.check("input[name=mask-tool][value=eraser]")
+    stroke(40, 40, 41)  # the eraser takes back the stroke's start
+    page.check("input[name=mask-tool][value=brush]")
+    stroke(150, 200, 180)
+    page.click("#mask-undo")  # the last stroke goes
     page.fill("#edit-prompt", "make the corner red")
     page.evaluate(WATCH_IMAGES)
     page.evaluate(RECORD_FORMS)
@@ -142,12 +148,19 @@ def test_a_painted_mask_goes_with_the_edit(page: Any, tmp_path: Any) -> None:
     mask = Image.open(io.BytesIO(parts["mask"][0]))
     assert mask.size == (256, 256) and mask.mode == "RGBA"
     alpha = mask.getchannel("A")
-    assert alpha.getpixel((55, 40)) == 0  # painted: to be edited
+    assert alpha.getpixel((100, 40)) == 0  # painted: to be edited
+    assert alpha.getpixel((40, 40)) == 255  # painted, then erased
     assert alpha.getpixel((165, 200)) == 255  # painted, then undone
     assert alpha.getpixel((250, 5)) == 255  # never painted
     assert parts["prompt"] == ["make the corner red"] and parts["stream"] == ["true"]
-    assert Image.open(io.BytesIO(parts["image"][0])).size == (256, 256)
+    sizes = [Image.open(io.BytesIO(data)).size for data in parts["image[]"]]
+    assert sizes == [(256, 256), (128, 128)]
     assert [kind for kind, _ in page.evaluate("window.seen")].count("partial") >= 1
+    # Clear: nothing painted, no mask sent.
+    page.click("#mask-clear")
+    page.click("#edit-form button[type=submit]")
+    page.wait_for_selector("#panel-edit .results .card >> nth=1")
+    assert "mask" not in sent_form(page)
     assert page.errors == []
 
 
@@ -268,3 +281,27 @@ def test_the_page_runs_under_its_own_policy(browser: Any, mini_server: LiveServe
     page.wait_for_selector("#panel-generate .results img[data-final]", timeout=60_000)
     context.close()
     assert refused == []
+
+
+def test_images_dropped_on_the_box_are_inputs_up_to_sixteen(page: Any) -> None:
+    enter_keys(page)
+    page.click("#tab-edit")
+    page.evaluate(
+        """async () => {
+          const transfer = new DataTransfer();
+          for (let index = 0; index < 17; index += 1) {
+            const canvas = new OffscreenCanvas(32, 32);
+            canvas.getContext("2d").fillRect(0, 0, 8 + index, 8);
+            const blob = await canvas.convertToBlob({ type: "image/png" });
+            transfer.items.add(new File([blob], `dropped-${index}.png`, { type: "image/png" }));
+          }
+          transfer.items.add(new File(["not an image"], "notes.txt", { type: "text/plain" }));
+          const box = document.getElementById("edit-drop");
+          box.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true }));
+        }"""
+    )
+    page.wait_for_selector("#status.error")
+    assert page.locator("#edit-inputs li").count() == 16
+    assert "At most 16 images" in page.inner_text("#status")
+    page.click("#edit-inputs li >> nth=0 >> text=Remove")
+    assert page.locator("#edit-inputs li").count() == 15
