@@ -231,6 +231,14 @@ def platform_server(request: pytest.FixtureRequest) -> LiveServer:
 
 
 @pytest.fixture(scope="session")
+def mini_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The embedded model (limner-mini), as `limner serve` with no arguments serves it."""
+    server = start_server(tmp_path_factory.mktemp("mini-home"), [])
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
 def live_server(
     tmp_path_factory: pytest.TempPathFactory, catalog_file: Path
 ) -> Iterator[LiveServer]:

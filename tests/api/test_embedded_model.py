@@ -11,15 +11,8 @@ from PIL import Image, ImageDraw
 
 from limner.catalog import OPENAI_MODEL_NAMES
 from tests.api.conftest import png
-from tests.conftest import API_KEY, LiveServer, start_server, stop_server
+from tests.conftest import API_KEY, LiveServer
 from training.detect import read
-
-
-@pytest.fixture(scope="module")
-def mini_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("mini-home"), [])
-    yield server
-    stop_server(server)
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import API_KEY, LiveServer, start_server, stop_server
+from tests.conftest import API_KEY, LiveServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -23,14 +23,6 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched
         launched.close()
-
-
-@pytest.fixture(scope="session")
-def mini_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The embedded model, as `limner serve` with no arguments serves it."""
-    server = start_server(tmp_path_factory.mktemp("playground-home"), [])
-    yield server
-    stop_server(server)
 
 
 @pytest.fixture()

@@ -62,16 +62,17 @@ export class MaskPainter {
 
   clear() { this.strokes = []; this.draw(); }
 
-  // Strokes onto a context: `paint` for brush strokes, `unpaint` for the eraser's.
-  trace(context, paint, unpaint) {
+  // Every stroke onto `context`, composited as `paint` (brush) or `unpaint` (eraser).
+  trace(context, color, paint, unpaint) {
     context.lineCap = context.lineJoin = "round";
+    context.strokeStyle = color;
     for (const stroke of this.strokes) {
       context.globalCompositeOperation = stroke.tool === "brush" ? paint : unpaint;
-      context.strokeStyle = context.fillStyle = "rgba(220, 30, 60, 0.55)";
       context.lineWidth = stroke.size;
       context.beginPath();
       const [first, ...rest] = stroke.points;
       context.moveTo(...first);
+      // A click without a move is a dot.
       if (rest.length === 0) context.lineTo(first[0] + 0.01, first[1]);
       for (const point of rest) context.lineTo(...point);
       context.stroke();
@@ -79,15 +80,11 @@ export class MaskPainter {
     context.globalCompositeOperation = "source-over";
   }
 
+  // On screen: a tint over the image where painted (the eraser takes tint away).
   draw() {
     const context = this.canvas.getContext("2d");
     context.clearRect(0, 0, this.canvas.width, this.canvas.height);
-    // One layer: brush strokes add tint, eraser strokes remove it.
-    const layer = new OffscreenCanvas(this.canvas.width, this.canvas.height);
-    const layerContext = layer.getContext("2d");
-    this.trace(layerContext, "source-over", "destination-out");
-    context.globalAlpha = 1;
-    context.drawImage(layer, 0, 0);
+    this.trace(context, "rgba(220, 30, 60, 0.55)", "source-over", "destination-out");
   }
 
   // The mask as a PNG Blob, or null when nothing is painted.
@@ -97,19 +94,8 @@ export class MaskPainter {
     const context = mask.getContext("2d");
     context.fillStyle = "#000";
     context.fillRect(0, 0, mask.width, mask.height);
-    context.lineCap = context.lineJoin = "round";
-    for (const stroke of this.strokes) {
-      // Brush: cut to transparent; eraser: opaque again.
-      context.globalCompositeOperation = stroke.tool === "brush" ? "destination-out" : "source-over";
-      context.strokeStyle = "#000";
-      context.lineWidth = stroke.size;
-      context.beginPath();
-      const [first, ...rest] = stroke.points;
-      context.moveTo(...first);
-      if (rest.length === 0) context.lineTo(first[0] + 0.01, first[1]);
-      for (const point of rest) context.lineTo(...point);
-      context.stroke();
-    }
+    // Brush: cut to transparent; eraser: opaque again.
+    this.trace(context, "#000", "destination-out", "source-over");
     return mask.convertToBlob({ type: "image/png" });
   }
 }
