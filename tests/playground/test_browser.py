@@ -182,6 +182,14 @@ def test_a_two_turn_conversation_continues_its_chain(page: Any) -> None:
         ".length === 2",
         timeout=60_000,
     )
+    # Each turn's image is in the gallery, its code the Responses call that made it.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("#tab-gallery")
+    page.click("#gallery .card >> nth=0 >> text=Copy Python")
+    python = page.evaluate("navigator.clipboard.readText()")
+    assert "client.responses.create(" in python and 'input="now make it blue"' in python
+    assert f'previous_response_id="{first_id}"' in python
+    assert '"type": "image_generation"' in python and "stream" not in python
     assert page.errors == []
 
 

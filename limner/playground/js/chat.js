@@ -36,7 +36,8 @@ export function setUpChat() {
           if (event.type === "response.image_generation_call.partial_image") {
             previews.append(el("img", { src: `data:image/png;base64,${event.partial_image_b64}`, alt: `Preview ${event.partial_image_index + 1}`, "data-partial": String(event.partial_image_index) }));
           } else if (event.type === "response.output_item.done" && event.item.type === "image_generation_call") {
-            await showImage(reply, previews, event.item, text);
+            const { stream: _streamed, ...params } = body;
+            await showImage(reply, previews, event.item, text, params);
           } else if (event.type === "response.output_text.done") {
             reply.append(el("p", { class: "text", text: event.text }));
           } else if (event.type === "response.completed") {
@@ -55,7 +56,8 @@ export function setUpChat() {
   });
 }
 
-async function showImage(reply, previews, item, prompt) {
+// `params`: the turn's request, for the gallery's curl and Python snippets.
+async function showImage(reply, previews, item, prompt, params) {
   const format = item.output_format || "png";
   const blob = b64ToBlob(item.result, `image/${format}`);
   previews.remove();
@@ -63,5 +65,5 @@ async function showImage(reply, previews, item, prompt) {
     el("img", { src: URL.createObjectURL(blob), alt: item.revised_prompt || prompt, "data-final": "" }),
     el("p", { class: "revised", text: `Revised prompt: ${item.revised_prompt || prompt}` }),
   );
-  await keep({ id: newId(), created: Date.now(), kind: "generation", model: "responses", prompt, revised_prompt: item.revised_prompt, size: item.size || "auto", blob, params: { prompt: item.revised_prompt || prompt } });
+  await keep({ id: newId(), created: Date.now(), kind: "response", model: params.model, prompt, revised_prompt: item.revised_prompt, size: item.size || "auto", blob, params });
 }

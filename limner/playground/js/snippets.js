@@ -1,15 +1,27 @@
 // The same request as code: curl and the OpenAI Python SDK. The key is never written into a
 // snippet: both read it from OPENAI_API_KEY.
 
-const ENDPOINTS = { generation: "generations", edit: "edits", variation: "variations" };
-const METHODS = { generation: "generate", edit: "edit", variation: "create_variation" };
+const ENDPOINTS = {
+  generation: "/v1/images/generations",
+  edit: "/v1/images/edits",
+  variation: "/v1/images/variations",
+  response: "/v1/responses",
+};
+const METHODS = {
+  generation: "images.generate",
+  edit: "images.edit",
+  variation: "images.create_variation",
+  response: "responses.create",
+};
+// Sent as JSON; the others are multipart forms with files.
+const JSON_KINDS = new Set(["generation", "response"]);
 
 function shellQuote(text) { return `'${String(text).replaceAll("'", "'\\''")}'`; }
 
 export function curlFor(record) {
-  const url = `${location.origin}/v1/images/${ENDPOINTS[record.kind]}`;
+  const url = `${location.origin}${ENDPOINTS[record.kind]}`;
   const lines = [`curl ${url}`, `  -H "Authorization: Bearer $OPENAI_API_KEY"`];
-  if (record.kind === "generation") {
+  if (JSON_KINDS.has(record.kind)) {
     lines.push(`  -H "Content-Type: application/json"`, `  -d ${shellQuote(JSON.stringify(record.params))}`);
   } else {
     for (const [name, value] of Object.entries(record.params)) lines.push(`  -F ${shellQuote(`${name}=${value}`)}`);
@@ -24,6 +36,10 @@ export function curlFor(record) {
 function pythonValue(value) {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "boolean") return value ? "True" : "False";
+  if (Array.isArray(value)) return `[${value.map(pythonValue).join(", ")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.entries(value).map(([key, item]) => `${JSON.stringify(key)}: ${pythonValue(item)}`).join(", ")}}`;
+  }
   return String(value);
 }
 
@@ -40,7 +56,7 @@ export function pythonFor(record) {
     "from openai import OpenAI",
     "",
     `client = OpenAI(base_url=${JSON.stringify(location.origin + "/v1")})  # key: OPENAI_API_KEY`,
-    `result = client.images.${METHODS[record.kind]}(`,
+    `result = client.${METHODS[record.kind]}(`,
     ...args,
     ")",
   ].join("\n");
