@@ -3,6 +3,7 @@ on a local Ray cluster started here or on one joined by address. `app_builder` i
 path a Serve config file names (deploy/ray-serve.yaml); its `args` are a ClusterPlan."""
 
 import logging
+import re
 import signal
 import time
 import tomllib
@@ -190,6 +191,21 @@ def check_shared_state(settings: Settings, ingress_replicas: int) -> None:
         )
 
 
+def _deploy_failure(exc: Exception) -> str:
+    """Why the deploy failed, as the replicas said it: Serve's own message names only the
+    deployments, the Limner error that stopped a replica is in their status."""
+    reasons: list[str] = []
+    try:
+        application = serve.status().applications.get(APP_NAME)
+        for name, deployment in (application.deployments if application else {}).items():
+            said = re.findall(r"^limner\.errors\.\w+: (.+)$", deployment.message, re.MULTILINE)
+            if said:
+                reasons.append(f"{name}: {said[-1]}")
+    except Exception:  # the cluster itself may be what failed
+        logger.debug("no deployment status to explain the failure", exc_info=True)
+    return f"Limner could not be deployed: {'; '.join(reasons) or exc}"
+
+
 def _interrupt(_signal: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -217,7 +233,10 @@ def run(
     # no actor left behind.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        serve.run(application, name=APP_NAME, route_prefix="/")
+        try:
+            serve.run(application, name=APP_NAME, route_prefix="/")
+        except Exception as exc:
+            raise ConfigurationError(_deploy_failure(exc)) from exc
         logger.info("limner is serving on Ray Serve at http://%s:%d", host, port)
         while True:
             time.sleep(3600)

@@ -12,7 +12,9 @@ from tests.conftest import API_KEY, LiveServer
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, never session: Playwright's sync API runs an event loop in the main thread
+# while it is open, and every later test calling asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
     if not shutil.which(CHROMIUM):
