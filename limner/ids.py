@@ -4,6 +4,9 @@ import secrets
 import threading
 import time
 
+# The longest request id kept (a proxy may pass on one its client chose): the column's length.
+MAX_REQUEST_ID_LENGTH = 64
+
 _last_id_millis = 0
 _id_lock = threading.Lock()
 

@@ -8,7 +8,8 @@ from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MAX_REQUEST_ID_LENGTH = 64
+from limner.ids import MAX_REQUEST_ID_LENGTH
+
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 # One line per request once its response has ended (a stream's included), logged under the
 # request's id; uvicorn's own access log, which cannot know the id, is turned off.
@@ -59,7 +60,8 @@ class RequestIdMiddleware:
     @staticmethod
     def _proxy_id(scope: Scope) -> str | None:
         """The proxy's id, which may be one the client sent: it names logs and usage rows but
-        never keys billing (see metering.ledger). Cut to 64 characters; none if unprintable."""
+        never keys billing (see metering.ledger). Cut to MAX_REQUEST_ID_LENGTH; none if
+        unprintable."""
         for name, value in scope.get("headers", []):
             if name.lower() == b"x-request-id":
                 found = bytes(value)[:MAX_REQUEST_ID_LENGTH].decode("latin-1")

@@ -13,7 +13,7 @@ from limner.errors import NotFound
 
 router = APIRouter(tags=["playground"], include_in_schema=False)
 
-PLAYGROUND_DIR = Path(str(files("limner") / "playground"))
+PLAYGROUND_DIR = Path(str(files("limner") / "playground")).resolve()
 _MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
 # Images the page shows are data: and blob: URLs it made from API answers; it talks only to
 # this origin.
@@ -50,6 +50,6 @@ def playground_file(path: str) -> FileResponse:
 def _file(path: str) -> FileResponse:
     found = (PLAYGROUND_DIR / path).resolve()
     media_type = _MEDIA_TYPES.get(found.suffix)
-    if not found.is_relative_to(PLAYGROUND_DIR.resolve()) or not found.is_file() or not media_type:
+    if not found.is_relative_to(PLAYGROUND_DIR) or not found.is_file() or not media_type:
         raise NotFound(f"The playground has no file {path!r}.")
     return FileResponse(found, media_type=media_type, headers=_HEADERS)

@@ -14,7 +14,6 @@ quota of the request at once (organization and project; requests, tokens, images
 import dataclasses
 import time
 from dataclasses import dataclass
-from decimal import Decimal
 
 from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -28,7 +27,7 @@ from limner.errors import (
     RateLimitNotSet,
     TokensRateLimited,
 )
-from limner.ids import new_id
+from limner.ids import MAX_REQUEST_ID_LENGTH, new_id
 from limner.metering.ledger import Delivery, month_start, record_delivery
 from limner.metering.limits import (
     Admission,
@@ -37,7 +36,7 @@ from limner.metering.limits import (
     rate_limit_headers,
     refusal_message,
 )
-from limner.metering.pricing import Cost, PriceTable, load_prices
+from limner.metering.pricing import Cost, PriceTable, format_usd, load_prices
 from limner.metering.tiers import TIER_NAMES, ModelLimits, TierBook, TierTable
 from limner.storage.db import Database, core_table
 from limner.storage.tables import (
@@ -160,12 +159,6 @@ class Charge:
 COST_HEADER = "x-limner-cost-usd"
 
 
-def dollars(nanos: int) -> str:
-    """Nano-dollars as a plain decimal string of dollars ("0.011", "0")."""
-    text = f"{Decimal(nanos) / 10**9:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
 @dataclass(frozen=True)
 class Admitted:
     charge: Charge
@@ -233,7 +226,7 @@ class Meter:
         headers = rate_limit_headers(admission)
         if not admission.admitted:
             raise _refusal(admission, charge, headers)
-        return Admitted(charge, cost, quotas, {**headers, COST_HEADER: dollars(cost.total)})
+        return Admitted(charge, cost, quotas, {**headers, COST_HEADER: format_usd(cost.total)})
 
     def _advance_tier(self, connection: Connection, organization_id: str, now: int) -> None:
         """Tiers rise on their own once an organization has paid enough for long enough (what
@@ -265,11 +258,11 @@ class Meter:
 
     def deliver(self, admitted: Admitted, request_id: str, now: int | None = None) -> bool:
         """Record the delivered request; False when this admission was already billed.
-        `request_id` is kept for tracing (cut to the column's 64 characters)."""
+        `request_id` is kept for tracing (cut to the column's length)."""
         charge = admitted.charge
         delivery = Delivery(
             delivery_id=admitted.delivery_id,
-            request_id=request_id[:64],
+            request_id=request_id[:MAX_REQUEST_ID_LENGTH],
             organization_id=charge.organization_id,
             project_id=charge.project_id,
             api_key_id=charge.api_key_id,

@@ -305,18 +305,19 @@ def _render_entry(entry: ModelPrices) -> dict[str, Any]:
     if isinstance(entry, TokenPrices):
         return {
             _TOKEN_KEY: {
-                kind: _usd(getattr(entry, kind) * TOKENS_PER_PRICE_UNIT) for kind in LINE_ITEM_KINDS
+                kind: format_usd(getattr(entry, kind) * TOKENS_PER_PRICE_UNIT)
+                for kind in LINE_ITEM_KINDS
             }
         }
     return {
         _IMAGE_KEY: {
-            quality: {size: _usd(price) for size, price in sorted(sizes.items())}
+            quality: {size: format_usd(price) for size, price in sorted(sizes.items())}
             for quality, sizes in sorted(entry.by_quality.items())
         }
     }
 
 
-def _usd(nanos: int) -> str:
+def format_usd(nanos: int) -> str:
     """Nano-dollars as a dollar string with at least cents: 2500000000 -> "2.50"."""
     usd = (Decimal(nanos) / NANOS_PER_USD).normalize()
     if usd.as_tuple().exponent > -2:  # type: ignore[operator]

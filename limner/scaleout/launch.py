@@ -93,7 +93,18 @@ def app_builder(args: dict[str, Any]) -> Any:
 
     plan = ClusterPlan.parse(args, source="the Serve config's args")
     settings = Settings(catalog=plan.catalog) if plan.catalog else Settings()
-    return build_application(settings, load_catalog(settings), plan, _cluster_gpus())
+    catalog = load_catalog(settings)
+    check_plan(settings, catalog, plan)
+    return build_application(settings, catalog, plan, _cluster_gpus())
+
+
+def check_plan(settings: Settings, catalog: Catalog, plan: ClusterPlan) -> None:
+    """What refuses a plan, told before any cluster is started or joined."""
+    check_shared_state(settings, plan.ingress_replicas)
+    unknown = set(plan.engines) - {spec.name for spec in catalog.backends()}
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise ConfigurationError(f"the cluster plan names backends the catalog lacks: {names}")
 
 
 def _cluster_gpus() -> float:
@@ -105,15 +116,12 @@ def _cluster_gpus() -> float:
 def build_application(
     settings: Settings, catalog: Catalog, plan: ClusterPlan, cluster_gpus: float = 0.0
 ) -> Any:
-    """The bound application: one engine deployment per catalog backend, one ingress.
-    `cluster_gpus`: the GPUs the cluster has, which decide what a device of "auto" reserves."""
-    check_shared_state(settings, plan.ingress_replicas)
-    backends = catalog.backends()
-    unknown = set(plan.engines) - {spec.name for spec in backends}
-    if unknown:
-        names = ", ".join(sorted(unknown))
-        raise ConfigurationError(f"the cluster plan names backends the catalog lacks: {names}")
-    engines = {spec.name: _engine(spec, settings, plan, cluster_gpus) for spec in backends}
+    """The bound application (of a plan `check_plan` accepted): one engine deployment per
+    catalog backend, one ingress. `cluster_gpus`: the GPUs the cluster has, which decide what a
+    device of "auto" reserves."""
+    engines = {
+        spec.name: _engine(spec, settings, plan, cluster_gpus) for spec in catalog.backends()
+    }
     # Replicas check the schema, they do not migrate it: `limner db upgrade` ran once.
     replica_settings = settings.model_copy(update={"migrate_on_start": False, "behind_proxy": True})
     return ingress_deployment(
@@ -222,7 +230,7 @@ def run(
 ) -> None:
     """Start (or join) Ray, deploy, and block until interrupted. `metrics_port`: where a
     cluster started here exports every replica's metrics (metrics_bridge.py)."""
-    application = build_application(settings, catalog, plan)  # refusals before Ray starts
+    check_plan(settings, catalog, plan)
     options: dict[str, Any] = {}
     if metrics_port and not address:
         options["_metrics_export_port"] = metrics_port

@@ -53,16 +53,31 @@ def sent_form(page: Any) -> dict[str, list[Any]]:
     return parts
 
 
+FINAL_IMAGE = "#panel-generate .results img[data-final]"
+
+
+def fill_generation(page: Any, prompt: str, model: str | None = None) -> None:
+    """The Generate form with `prompt` (and `model`), not yet sent."""
+    page.click("#tab-generate")
+    if model is not None:
+        page.select_option("#generate-form select[name=model]", model)
+    page.fill("#gen-prompt", prompt)
+
+
+def generate(page: Any, prompt: str, model: str | None = None) -> None:
+    """Fill and send the Generate form (the answer is not waited for)."""
+    fill_generation(page, prompt, model)
+    page.click("#generate-form button[type=submit]")
+
+
 def test_a_prompt_shows_live_previews_then_the_image_with_what_it_cost(page: Any) -> None:
     enter_keys(page)
-    page.click("#tab-generate")
-    page.select_option("#generate-form select[name=model]", "gpt-image-1")
-    page.fill("#gen-prompt", "a red circle on a blue background")
+    fill_generation(page, "a red circle on a blue background", "gpt-image-1")
     page.select_option("#generate-form select[name=quality]", "high")
     page.fill("#generate-form input[name=seed]", "1234")
     page.evaluate(WATCH_IMAGES)
     page.click("#generate-form button[type=submit]")
-    page.wait_for_selector("#panel-generate .results img[data-final]", timeout=60_000)
+    page.wait_for_selector(FINAL_IMAGE, timeout=60_000)
     seen = page.evaluate("window.seen")
     kinds = [kind for kind, _ in seen]
     assert kinds.count("partial") >= 2 and kinds[-1] == "final"
@@ -86,10 +101,8 @@ def test_a_prompt_shows_live_previews_then_the_image_with_what_it_cost(page: Any
 
 def test_variations_code_and_an_edit_of_a_result(page: Any) -> None:
     enter_keys(page)
-    page.click("#tab-generate")
-    page.fill("#gen-prompt", "a green square")
-    page.click("#generate-form button[type=submit]")
-    page.wait_for_selector("#panel-generate .results img[data-final]", timeout=60_000)
+    generate(page, "a green square")
+    page.wait_for_selector(FINAL_IMAGE, timeout=60_000)
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.click("#panel-generate .results .card >> text=Copy curl")
     curl = page.evaluate("navigator.clipboard.readText()")
@@ -195,10 +208,7 @@ def test_a_two_turn_conversation_continues_its_chain(page: Any) -> None:
 
 def test_a_moderation_refusal_is_said_plainly(page: Any) -> None:
     enter_keys(page)
-    page.click("#tab-generate")
-    page.select_option("#generate-form select[name=model]", "gpt-image-1")
-    page.fill("#gen-prompt", "a topless sunbather on a crowded beach")
-    page.click("#generate-form button[type=submit]")
+    generate(page, "a topless sunbather on a crowded beach", "gpt-image-1")
     page.wait_for_selector("#status.error")
     said = page.inner_text("#status")
     assert said.startswith("Refused by moderation") and "not billed" in said
@@ -225,11 +235,8 @@ def test_a_rate_limit_says_when_to_retry_and_the_admin_chart_draws(
 ) -> None:
     key, admin_key = limited_customer(mini_server)
     enter_keys(page, key, admin_key)
-    page.click("#tab-generate")
-    page.select_option("#generate-form select[name=model]", "gpt-image-1")
-    page.fill("#gen-prompt", "a dot")
-    page.click("#generate-form button[type=submit]")
-    page.wait_for_selector("#panel-generate .results img[data-final]", timeout=60_000)
+    generate(page, "a dot", "gpt-image-1")
+    page.wait_for_selector(FINAL_IMAGE, timeout=60_000)
     assert "images left: 0 of 1" in page.inner_text("#limits")
     page.click("#generate-form button[type=submit]")
     page.wait_for_selector("#status.error")
@@ -284,9 +291,8 @@ def test_the_page_runs_under_its_own_policy(browser: Any, mini_server: LiveServe
     page.click("#key-form button[type=submit]")
     page.click("#tab-generate")
     page.wait_for_selector("#generate-form select[name=model] option >> nth=0", state="attached")
-    page.fill("#gen-prompt", "a dot")
-    page.click("#generate-form button[type=submit]")
-    page.wait_for_selector("#panel-generate .results img[data-final]", timeout=60_000)
+    generate(page, "a dot")
+    page.wait_for_selector(FINAL_IMAGE, timeout=60_000)
     context.close()
     assert refused == []
 

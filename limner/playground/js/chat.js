@@ -3,7 +3,7 @@
 
 import { stream } from "./api.js";
 import { keep, newId } from "./gallery.js";
-import { b64ToBlob, busy, describe, el, status } from "./ui.js";
+import { blobOf, busy, dataUrl, describe, el, status } from "./ui.js";
 
 export function setUpChat() {
   const form = document.getElementById("chat-form");
@@ -34,7 +34,7 @@ export function setUpChat() {
       try {
         for await (const { event } of stream("/v1/responses", { json: body })) {
           if (event.type === "response.image_generation_call.partial_image") {
-            previews.append(el("img", { src: `data:image/png;base64,${event.partial_image_b64}`, alt: `Preview ${event.partial_image_index + 1}`, "data-partial": String(event.partial_image_index) }));
+            previews.append(el("img", { src: dataUrl(event.partial_image_b64, event.output_format), alt: `Preview ${event.partial_image_index + 1}`, "data-partial": String(event.partial_image_index) }));
           } else if (event.type === "response.output_item.done" && event.item.type === "image_generation_call") {
             const { stream: _streamed, ...params } = body;
             await showImage(reply, previews, event.item, text, params);
@@ -58,12 +58,11 @@ export function setUpChat() {
 
 // `params`: the turn's request, for the gallery's curl and Python snippets.
 async function showImage(reply, previews, item, prompt, params) {
-  const format = item.output_format || "png";
-  const blob = b64ToBlob(item.result, `image/${format}`);
+  const src = dataUrl(item.result, item.output_format);
   previews.remove();
   reply.append(
-    el("img", { src: URL.createObjectURL(blob), alt: item.revised_prompt || prompt, "data-final": "" }),
+    el("img", { src, alt: item.revised_prompt || prompt, "data-final": "" }),
     el("p", { class: "revised", text: `Revised prompt: ${item.revised_prompt || prompt}` }),
   );
-  await keep({ id: newId(), created: Date.now(), kind: "response", model: params.model, prompt, revised_prompt: item.revised_prompt, size: item.size || "auto", blob, params });
+  await keep({ id: newId(), created: Date.now(), kind: "response", model: params.model, prompt, revised_prompt: item.revised_prompt, size: item.size || "auto", blob: await blobOf(src), params });
 }

@@ -1,7 +1,7 @@
 // Edit: up to 16 input images (chosen, dropped or taken from the gallery), a mask painted on
 // the first, the same live previews as a generation.
 
-import { followModel, rulesFor } from "./models.js";
+import { baseParams, followModel, rulesFor } from "./models.js";
 import { runImages } from "./images.js";
 import { MaskPainter } from "./mask.js";
 import { busy, el, failed, status } from "./ui.js";
@@ -58,11 +58,10 @@ export function setUpEdit(hooks) {
   form.addEventListener("submit", (submitted) => {
     submitted.preventDefault();
     if (!inputs.length) { status("Add at least one image to edit.", "error"); return; }
-    const model = form.elements.model.value;
+    const params = baseParams(form);
+    const { model } = params;
     const rules = rulesFor(model);
-    const params = { model, prompt: form.elements.prompt.value, n: Number(form.elements.n.value), size: form.elements.size.value, quality: form.elements.quality.value };
     if (rules.streams) params.input_fidelity = form.elements.input_fidelity.value;
-    else params.response_format = "b64_json";
     busy(form.querySelector("button[type=submit]"), async () => {
       const body = new FormData();
       for (const [name, value] of Object.entries(params)) body.append(name, String(value));

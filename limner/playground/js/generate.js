@@ -1,23 +1,19 @@
 // Generate: the form becomes a generations request, streamed where the model streams.
 
-import { rulesFor, followModel } from "./models.js";
+import { baseParams, followModel, rulesFor } from "./models.js";
 import { runImages } from "./images.js";
 import { busy, failed } from "./ui.js";
 
 export function generationParams(form) {
-  const model = form.elements.model.value;
-  const rules = rulesFor(model);
   const seedText = form.elements.seed.value;
   // The playground picks the seed when none is given, so every result can say its own.
   const seed = seedText === "" ? Math.floor(Math.random() * 2 ** 31) : Number(seedText);
-  const params = { model, prompt: form.elements.prompt.value, n: Number(form.elements.n.value), size: form.elements.size.value, quality: form.elements.quality.value, seed };
-  if (rules.streams) {
+  const params = { ...baseParams(form), seed };
+  if (rulesFor(params.model).streams) {
     params.background = form.elements.background.value;
     params.output_format = form.elements.output_format.value;
     if (params.output_format !== "png") params.output_compression = Number(form.elements.output_compression.value);
     params.moderation = form.elements.moderation.value;
-  } else {
-    params.response_format = "b64_json";
   }
   return params;
 }

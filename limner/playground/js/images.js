@@ -4,9 +4,7 @@
 
 import { call, stream } from "./api.js";
 import { card, keep, newId } from "./gallery.js";
-import { el, status } from "./ui.js";
-
-const MEDIA = { png: "image/png", jpeg: "image/jpeg", webp: "image/webp" };
+import { blobOf, dataUrl, el, status } from "./ui.js";
 
 export async function runImages({ path, body, streaming, section, record, hooks }) {
   const previews = section.querySelector(".previews");
@@ -20,8 +18,7 @@ export async function runImages({ path, body, streaming, section, record, hooks 
   let newest = null;
 
   const show = (image) => {
-    const media = MEDIA[image.format] || "image/png";
-    const src = `data:${media};base64,${image.b64}`;
+    const src = dataUrl(image.b64, image.format);
     const made = {
       ...record,
       id: newId(),
@@ -40,7 +37,7 @@ export async function runImages({ path, body, streaming, section, record, hooks 
     // In order of arrival, ahead of earlier requests' results.
     if (newest) newest.after(shownCard); else results.prepend(shownCard);
     newest = shownCard;
-    kept.push(fetch(src).then((answer) => answer.blob()).then((blob) => { made.blob = blob; return keep(made); }));
+    kept.push(blobOf(src).then((blob) => { made.blob = blob; return keep(made); }));
   };
 
   if (streaming) {
@@ -48,7 +45,7 @@ export async function runImages({ path, body, streaming, section, record, hooks 
       cost = headers.get("x-limner-cost-usd");
       if (event.type.endsWith(".partial_image")) {
         previews.append(el("img", {
-          src: `data:${MEDIA[event.output_format] || "image/png"};base64,${event.b64_json}`,
+          src: dataUrl(event.b64_json, event.output_format),
           alt: `Preview ${event.partial_image_index + 1}`,
           "data-partial": String(event.partial_image_index),
         }));

@@ -18,6 +18,15 @@ export function rulesFor(model) {
   return RULES[model] || RULES.gpt;
 }
 
+// The fields every image form has, and what the form's model asks beyond them: DALL·E names
+// answer with URLs unless told otherwise, the page wants the bytes.
+export function baseParams(form) {
+  const model = form.elements.model.value;
+  const params = { model, prompt: form.elements.prompt.value, n: Number(form.elements.n.value), size: form.elements.size.value, quality: form.elements.quality.value };
+  if (!rulesFor(model).streams) params.response_format = "b64_json";
+  return params;
+}
+
 let served = [];
 
 export function models() { return served; }

@@ -39,16 +39,14 @@ export async function busy(button, work) {
   try { return await work(); } finally { button.disabled = false; }
 }
 
-export function b64ToBlob(b64, type) {
-  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  return new Blob([bytes], { type });
+const MEDIA = { png: "image/png", jpeg: "image/jpeg", webp: "image/webp" };
+
+// An answer's base64 image (`format`: png, jpeg, webp) as a URL an <img> shows at once.
+export function dataUrl(b64, format) {
+  return `data:${MEDIA[format] || "image/png"};base64,${b64}`;
 }
 
-export function blobToB64(blob) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(String(reader.result).split(",")[1]);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(blob);
-  });
+// The same image as a Blob, decoded natively rather than byte by byte in JavaScript.
+export async function blobOf(url) {
+  return (await fetch(url)).blob();
 }
